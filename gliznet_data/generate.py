@@ -1,0 +1,261 @@
+"""The orchestrator: draws -> prompts -> provider -> parse -> validate -> shards.
+
+``concurrency`` workers pull request indices in order, skipping those a previous run already
+flushed. Valid records collect in a buffer that becomes a shard every ``shard_size`` records or
+``flush_seconds``; the manifest, written after each shard, records which requests are done. A
+crash therefore loses at most the unflushed buffer and the requests in flight, and rerunning the
+same command redoes exactly those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import shards
+from .diversity import DiversitySampler, Draw, merge_weights
+from .errors import UserError
+from .prompting import REPLY_SCHEMA, Prompts, default_weights
+from .providers import Completion, ProviderSettings, RetryPolicy, provider_class
+from .records import Record, ValidationLimits, reject_reason
+from .replies import parse_reply
+
+MANIFEST_FORMAT = "gliznet-data/1"
+
+
+class GenerateConfig(BaseModel):
+    """Everything ``gliznet-data generate`` can be told (flags or the config's ``generate:`` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = "groq"
+    model: str | None = Field(None, description="default: the provider's default model")
+    n: int = Field(1000, gt=0, description="valid, unique records to produce")
+    output: Path = Path("data")
+    seed: int = 0
+    concurrency: int = Field(16, ge=1)
+    examples_per_request: int = Field(5, ge=1, le=50)
+    temperature: float = Field(0.9, ge=0, le=2)
+    max_tokens: int = Field(4096, ge=64)
+    timeout: float = Field(60.0, gt=0)
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+    json_mode: str | None = None
+    retry: RetryPolicy = RetryPolicy()
+    shard_size: int = Field(1000, ge=1)
+    flush_seconds: float = Field(30.0, gt=0)
+    limits: ValidationLimits = ValidationLimits()
+    diversity: dict[str, dict[Any, float]] = Field(default_factory=dict)
+    price_input_per_mtok: float | None = Field(None, ge=0, description="USD per million prompt tokens")
+    price_output_per_mtok: float | None = Field(None, ge=0, description="USD per million completion tokens")
+
+    def provider_settings(self, default_model: str) -> ProviderSettings:
+        return ProviderSettings(
+            model=self.model or default_model, temperature=self.temperature, max_tokens=self.max_tokens,
+            timeout=self.timeout, rpm=self.rpm, tpm=self.tpm, json_mode=self.json_mode, retry=self.retry,
+        )
+
+
+class Progress(BaseModel):
+    target: int
+    valid: int
+    rejected: int
+    requests: int
+    tokens: int
+    retries: int
+
+
+class RunState:
+    """The records and counters of one output folder, persisted through shards and the manifest."""
+
+    def __init__(self, config: GenerateConfig, fingerprint: dict[str, Any]):
+        self.config = config
+        self.dir = config.output
+        self.fingerprint = fingerprint
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create output folder {self.dir}: {exc.strerror}") from None
+        manifest = shards.read_manifest(self.dir) or {}
+        if manifest and manifest.get("fingerprint") != fingerprint:
+            changed = sorted(k for k in fingerprint if manifest.get("fingerprint", {}).get(k) != fingerprint[k])
+            raise UserError(
+                f"{self.dir} holds a run with other settings ({', '.join(changed)}); "
+                "use another --output or the original settings to resume")
+        shards.remove_partial_files(self.dir)
+        ids = shards.existing_ids(self.dir)
+        self.ids: set[str] = set(ids)
+        if len(self.ids) != len(ids):
+            raise UserError(f"{self.dir} holds duplicate record ids; it was not written by gliznet-data")
+        self.done: set[int] = shards.expand_ranges(manifest.get("requests_done", []))
+        counts = manifest.get("counts", {})
+        self.requests = counts.get("requests", 0)
+        self.examples_returned = counts.get("examples_returned", 0)
+        self.examples_missing = counts.get("examples_missing", 0)
+        self.retries = counts.get("retries", 0)
+        self.rejects: Counter[str] = Counter(manifest.get("rejects", {}))
+        tokens = manifest.get("tokens", {})
+        self.prompt_tokens = tokens.get("prompt", 0)
+        self.completion_tokens = tokens.get("completion", 0)
+        self.elapsed_before = manifest.get("duration_seconds", 0.0)
+        self.created_at = manifest.get("created_at") or datetime.now(timezone.utc).isoformat()
+        self.started = time.monotonic()
+        self.last_flush = self.started
+        self.buffer: list[dict[str, Any]] = []
+        self.pending: set[int] = set()
+        self.status = "running"
+
+    @property
+    def valid(self) -> int:
+        return len(self.ids)
+
+    @property
+    def full(self) -> bool:
+        return self.valid >= self.config.n
+
+    def add_reply(self, draw: Draw, completion: Completion, parsed_examples: list[Any], broken: int,
+                  provenance: dict[str, Any]) -> None:
+        self.requests += 1
+        self.prompt_tokens += completion.prompt_tokens
+        self.completion_tokens += completion.completion_tokens
+        self.examples_returned += len(parsed_examples)
+        self.examples_missing += max(0, self.config.examples_per_request - len(parsed_examples) - broken)
+        if broken:
+            self.rejects["broken_json"] += broken
+        context = {"limits": self.config.limits}
+        for item in parsed_examples:
+            if self.full:
+                break  # surplus beyond N is neither kept nor a reject
+            try:
+                record = Record.model_validate({**item, **provenance} if isinstance(item, dict) else item,
+                                               context=context)
+            except ValidationError as exc:
+                self.rejects[reject_reason(exc)] += 1
+                continue
+            if record.id in self.ids:
+                self.rejects["duplicate"] += 1
+                continue
+            self.ids.add(record.id)
+            self.buffer.append(record.model_dump())
+        self.pending.add(draw.index)
+        if len(self.buffer) >= self.config.shard_size or time.monotonic() - self.last_flush >= self.config.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the buffer as a shard, then the manifest that marks its requests done."""
+        if self.buffer:
+            shards.write_shard(self.dir, self.buffer)
+        self.done |= self.pending
+        self.buffer, self.pending = [], set()
+        self.last_flush = time.monotonic()
+        shards.write_manifest(self.dir, self.manifest())
+
+    def progress(self) -> Progress:
+        return Progress(target=self.config.n, valid=self.valid, rejected=sum(self.rejects.values()),
+                        requests=self.requests, tokens=self.prompt_tokens + self.completion_tokens,
+                        retries=self.retries)
+
+    def manifest(self) -> dict[str, Any]:
+        cfg = self.config
+        cost = None
+        if cfg.price_input_per_mtok is not None and cfg.price_output_per_mtok is not None:
+            cost = round((self.prompt_tokens * cfg.price_input_per_mtok
+                          + self.completion_tokens * cfg.price_output_per_mtok) / 1e6, 6)
+        return {
+            "format": MANIFEST_FORMAT,
+            "status": self.status,
+            "fingerprint": self.fingerprint,
+            "config": cfg.model_dump(mode="json"),
+            "counts": {
+                "records": self.valid - len(self.buffer),
+                "requests": self.requests,
+                "examples_returned": self.examples_returned,
+                "examples_missing": self.examples_missing,
+                "rejected": sum(self.rejects.values()),
+                "retries": self.retries,
+            },
+            "rejects": dict(sorted(self.rejects.items())),
+            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens,
+                       "total": self.prompt_tokens + self.completion_tokens},
+            "cost_usd": cost,
+            "duration_seconds": round(self.elapsed_before + time.monotonic() - self.started, 3),
+            "shards": [p.name for p in sorted(self.dir.glob(shards.SHARD_GLOB))],
+            "requests_done": shards.compress_ranges(self.done),
+            "created_at": self.created_at,
+            "updated_at": datetime.now(timezone.utc).isoformat(),
+        }
+
+
+async def generate(config: GenerateConfig, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a generation into ``config.output``; returns the final manifest."""
+    prompts = Prompts()
+    weights = merge_weights(default_weights(), config.diversity)
+    sampler = DiversitySampler(weights, config.seed)
+    cls = provider_class(config.provider)
+    settings = config.provider_settings(cls.default_model)
+    # The provider is built first so that a missing key fails before anything is written.
+    provider = cls(settings)
+    fingerprint = {
+        "provider": cls.name, "model": settings.model, "seed": config.seed, "prompt_version": prompts.version,
+        "examples_per_request": config.examples_per_request, "diversity": weights_digest(weights),
+        "limits": config.limits.model_dump(),
+    }
+    try:
+        state = RunState(config, fingerprint)
+    except BaseException:
+        await provider.aclose()
+        raise
+    k = config.examples_per_request
+    todo = (i for i in itertools.count() if i not in state.done)
+
+    async def worker() -> None:
+        while not state.full:
+            draw = sampler.draw(next(todo))
+            completion = await provider.complete(prompts.render(draw, k), REPLY_SCHEMA)
+            parsed = parse_reply(completion.content)
+            provenance = draw.model_dump(include={"domain", "task_type", "length_bucket", "genre", "tone"}) | {
+                "provider": cls.name, "model": settings.model, "prompt_version": prompts.version,
+                "seed": config.seed, "created_at": datetime.now(timezone.utc),
+            }
+            state.retries = retries_before + provider.retries
+            state.add_reply(draw, completion, parsed.examples, parsed.broken, provenance)
+            if on_progress:
+                on_progress(state.progress())
+
+    retries_before = state.retries
+    if on_progress:
+        on_progress(state.progress())
+    tasks = [asyncio.create_task(worker()) for _ in range(0 if state.full else config.concurrency)]
+    try:
+        if tasks:
+            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                task.result()  # a fatal provider error surfaces here
+        state.status = "complete"
+    except asyncio.CancelledError:
+        state.status = "interrupted"
+        raise
+    except BaseException:
+        state.status = "failed"
+        raise
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await provider.aclose()
+        state.flush()
+    return state.manifest()
+
+
+def weights_digest(weights: dict[str, dict]) -> str:
+    return hashlib.sha256(json.dumps(weights, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,0 +1,136 @@
+"""One small async interface over LLM services: chat messages and a JSON schema in, text and
+token counts out. Retries, rate limits and failure policy live here once for every service."""
+
+from __future__ import annotations
+
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+from aiolimiter import AsyncLimiter
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from ..errors import UserError
+
+
+class Completion(BaseModel):
+    content: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(8, ge=1, description="tries per request, the first included")
+    initial_wait: float = Field(1.0, ge=0, description="seconds before the first retry; doubles each time, with jitter")
+    max_wait: float = Field(60.0, ge=0, description="cap on one wait, also on a server's retry-after")
+
+
+class ProviderSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    temperature: float = 0.9
+    max_tokens: int = 4096
+    timeout: float = Field(60.0, gt=0, description="seconds per request")
+    rpm: float | None = Field(None, gt=0, description="requests per minute")
+    tpm: float | None = Field(None, gt=0, description="tokens per minute (prompt + completion)")
+    json_mode: Literal["schema", "object"] | None = Field(
+        None, description="'schema' (structured output) or 'object' (JSON mode); None: the provider's default")
+    retry: RetryPolicy = RetryPolicy()
+
+
+class Retryable(Exception):
+    """A transient failure: 429, 5xx, a timeout, a dropped connection."""
+
+    def __init__(self, message: str, retry_after: float | None = None, connect: bool = False):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.connect = connect
+
+
+class ProviderError(UserError):
+    """A failure that retrying cannot fix: bad key, bad request, unknown model, dead server."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare from these services, fall back to backoff
+
+
+class _WaitRetryAfter:
+    """Backoff with jitter, unless the server said how long to wait."""
+
+    def __init__(self, policy: RetryPolicy):
+        self.cap = policy.max_wait
+        self.backoff = wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, self.cap)
+        return self.backoff(state)
+
+
+class Provider(ABC):
+    name: str = ""
+    default_model: str = ""
+
+    def __init__(self, settings: ProviderSettings):
+        self.settings = settings
+        self.retries = 0
+        self._answered = False
+        self._rpm = AsyncLimiter(settings.rpm, 60) if settings.rpm else None
+        self._tpm = AsyncLimiter(settings.tpm, 60) if settings.tpm else None
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> str:
+        """Where requests go, for messages (never carries a secret)."""
+
+    @abstractmethod
+    async def _complete(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Completion:
+        """One attempt. Raise Retryable for transient failures, ProviderError for the rest."""
+
+    async def aclose(self) -> None:
+        pass
+
+    async def complete(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Completion:
+        policy = self.settings.retry
+        if self._tpm:
+            # Charge the prompt up front (about 4 characters a token); the completion is charged once known.
+            await self._tpm.acquire(min(self._tpm.max_rate, sum(len(m["content"]) for m in messages) / 4))
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=_WaitRetryAfter(policy),
+            retry=retry_if_exception_type(Retryable),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if self._rpm:
+                        await self._rpm.acquire()
+                    try:
+                        result = await self._complete(messages, schema)
+                    except Retryable as exc:
+                        if exc.connect and not self._answered:
+                            # A server that has never answered is down or misconfigured, not busy.
+                            raise ProviderError(f"{self.name}: {exc} at {self.endpoint}") from None
+                        raise
+        except Retryable as exc:
+            raise ProviderError(f"{self.name}: giving up after {policy.attempts} attempts: {exc}") from None
+        self._answered = True
+        if self._tpm and result.completion_tokens:
+            await self._tpm.acquire(min(self._tpm.max_rate, result.completion_tokens))
+        return result
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.retries += 1
+
+

@@ -1,0 +1,278 @@
+"""The one definition of a valid record.
+
+Label normalization (applied everywhere: validation, overlap checks, dedupe, stored data):
+Unicode NFKC, underscores become spaces, runs of whitespace collapse to one space, ends are
+stripped, and the result is lower-cased. ``"Customer_Support "`` and ``"customer  support"``
+are the same label, stored as ``"customer support"``.
+
+Length buckets count whitespace-separated words. A text is accepted when its word count lies
+within the bucket's range widened by ``LENGTH_TOLERANCE`` (20%) on each side, rounded outwards:
+short 1-24, medium 16-60, long 40-240.
+
+Every rejection raises a pydantic error whose ``type`` is one of ``REJECT_REASONS``, so callers
+count rejects by reason from ``ValidationError.errors()`` without parsing messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import unicodedata
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+# Requested word ranges per bucket; the prompts quote these, the validator widens them.
+LENGTH_BUCKETS: dict[str, tuple[int, int]] = {"short": (1, 20), "medium": (21, 50), "long": (51, 200)}
+LENGTH_TOLERANCE = 0.2
+MAX_LABEL_WORDS = 6
+MAX_LABEL_CHARS = 60
+
+REJECT_REASONS: dict[str, str] = {
+    "schema": "missing field or wrong type",
+    "empty_text": "text is empty or whitespace",
+    "control_chars": "control characters in text or labels",
+    "meta_text": "meta talk or formatting debris in the text",
+    "length_out_of_bucket": "text length outside the requested bucket",
+    "too_few_labels": "fewer positives than the minimum",
+    "too_many_labels": "more positives than the maximum",
+    "too_few_not_labels": "fewer hard negatives than the minimum (after dropping overlaps)",
+    "too_many_not_labels": "more hard negatives than the maximum",
+    "label_empty": "an empty label",
+    "label_too_long": f"a label longer than {MAX_LABEL_WORDS} words or {MAX_LABEL_CHARS} characters",
+    "label_duplicate": "a label repeated after normalization",
+    "label_is_text": "a label equal to the whole text",
+    "broken_json": "an example that could not be recovered from the reply",
+    "duplicate": "a text already in the dataset",
+}
+
+_WS = re.compile(r"\s+")
+# Tab and newline are ordinary text; every other C0/C1 control character is debris.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_META_START = re.compile(
+    r"^\W*(here (is|are)|sure[,!. ]|certainly[,!. ]|of course[,!. ]|okay[,!. ]|as an ai|as a language model|"
+    r"i('m| am) (sorry|unable)|i can(no|')t|example\s*\d*\s*:|text\s*:)",
+    re.IGNORECASE,
+)
+_META_ANYWHERE = re.compile(
+    r"```|as an ai\b|as a (large )?language model|\"(text|labels|not_labels)\"\s*:",
+    re.IGNORECASE,
+)
+
+
+def normalize_label(label: str) -> str:
+    """The canonical form of a label (see module docstring)."""
+    return _WS.sub(" ", unicodedata.normalize("NFKC", label).replace("_", " ")).strip().lower()
+
+
+def normalize_text(text: str) -> str:
+    """The form used for identity: case and whitespace do not make a new text."""
+    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
+
+
+def record_id(text: str) -> str:
+    """Stable id: the first 16 hex digits of SHA-256 over the normalized text."""
+    return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()[:16]
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def accepted_word_range(bucket: str, tolerance: float = LENGTH_TOLERANCE) -> tuple[int, int]:
+    low, high = LENGTH_BUCKETS[bucket]
+    return max(1, math.floor(low * (1 - tolerance))), math.ceil(high * (1 + tolerance))
+
+
+class ValidationLimits(BaseModel):
+    """Bounds a record must respect; passed to validation as pydantic context."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_labels: int = Field(1, ge=1)
+    max_labels: int = Field(8, ge=1)
+    min_not_labels: int = Field(1, ge=0)
+    max_not_labels: int = Field(10, ge=1)
+    length_tolerance: float = Field(LENGTH_TOLERANCE, ge=0, le=1)
+
+
+DEFAULT_LIMITS = ValidationLimits()
+
+
+def _reject(reason: str, detail: str = "") -> PydanticCustomError:
+    return PydanticCustomError(reason, detail or REJECT_REASONS[reason])
+
+
+def _looks_like_json(text: str) -> bool:
+    if text[:1] not in "{[":
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _limits(info: ValidationInfo) -> ValidationLimits:
+    return (info.context or {}).get("limits", DEFAULT_LIMITS)
+
+
+def _clean_labels(values: Any, kind: str, info: ValidationInfo) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise _reject("schema", f"{kind} must be a list of strings")
+    limits = _limits(info)
+    low, high = (limits.min_labels, limits.max_labels) if kind == "labels" else (
+        limits.min_not_labels, limits.max_not_labels)
+    out: list[str] = []
+    for raw in values:
+        if _CONTROL.search(raw):
+            raise _reject("control_chars")
+        label = normalize_label(raw)
+        if not label:
+            raise _reject("label_empty")
+        if len(label) > MAX_LABEL_CHARS or label.count(" ") + 1 > MAX_LABEL_WORDS:
+            raise _reject("label_too_long", f"label too long: {label[:40]!r}")
+        if label in out:
+            raise _reject("label_duplicate", f"duplicate label {label!r}")
+        out.append(label)
+    if len(out) > high:
+        raise _reject(f"too_many_{kind}", f"{len(out)} {kind}, at most {high} allowed")
+    # The lower bound on negatives is checked after overlaps are dropped (model validator).
+    if kind == "labels" and len(out) < low:
+        raise _reject("too_few_labels", f"{len(out)} labels, at least {low} required")
+    return out
+
+
+class Example(BaseModel):
+    """Text, positives and hard negatives: what the LLM writes and what ``validate`` checks.
+
+    ``length_bucket`` is optional so that data without provenance (e.g. ZSHOT-HARDSET) can be
+    checked; when it is present the text must fit the bucket.
+    """
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    text: str
+    labels: list[str]
+    not_labels: list[str]
+    length_bucket: str | None = None
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _check_text(cls, value: Any) -> str:
+        if not isinstance(value, str):
+            raise _reject("schema", "text must be a string")
+        text = value.strip()
+        if not text:
+            raise _reject("empty_text")
+        if _CONTROL.search(text):
+            raise _reject("control_chars")
+        if _META_START.search(text) or _META_ANYWHERE.search(text) or _looks_like_json(text):
+            raise _reject("meta_text")
+        return text
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _check_labels(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return _clean_labels(value, "labels", info)
+
+    @field_validator("not_labels", mode="before")
+    @classmethod
+    def _check_not_labels(cls, value: Any, info: ValidationInfo) -> list[str]:
+        return _clean_labels(value, "not_labels", info)
+
+    @model_validator(mode="after")
+    def _check_record(self, info: ValidationInfo) -> Example:
+        limits = _limits(info)
+        # A negative that is also a positive is a generator mistake, not a bad text: drop it.
+        positives = set(self.labels)
+        self.not_labels = [label for label in self.not_labels if label not in positives]
+        if len(self.not_labels) < limits.min_not_labels:
+            raise _reject("too_few_not_labels")
+        whole = normalize_label(self.text)
+        if whole in positives or whole in self.not_labels:
+            raise _reject("label_is_text")
+        if self.length_bucket is not None:
+            if self.length_bucket not in LENGTH_BUCKETS:
+                raise _reject("schema", f"unknown length bucket {self.length_bucket!r}")
+            low, high = accepted_word_range(self.length_bucket, limits.length_tolerance)
+            words = word_count(self.text)
+            if not low <= words <= high:
+                raise _reject("length_out_of_bucket", f"{words} words, {self.length_bucket} accepts {low}-{high}")
+        return self
+
+
+class Provenance(BaseModel):
+    """How a record was produced; every field is stored as a column."""
+
+    domain: str
+    task_type: str
+    length_bucket: str
+    genre: str
+    tone: str
+    provider: str
+    model: str
+    prompt_version: str
+    seed: int
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class Record(Example, Provenance):
+    """A valid, stored record: example plus provenance, identified by its normalized text."""
+
+    id: str = ""
+    length_bucket: str  # required here: generated records always know their bucket
+
+    @model_validator(mode="after")
+    def _set_id(self) -> Record:
+        self.id = record_id(self.text)
+        return self
+
+
+# Column order of the Parquet shards: the contract columns first, then provenance.
+COLUMNS: tuple[str, ...] = (
+    "id", "text", "labels", "not_labels",
+    "domain", "task_type", "length_bucket", "genre", "tone",
+    "provider", "model", "prompt_version", "seed", "created_at",
+)
+
+
+def reject_reason(error: ValidationError) -> str:
+    """The reason code of a failed validation (the first error is the one that stopped it)."""
+    kind = error.errors()[0]["type"]
+    return kind if kind in REJECT_REASONS else "schema"
+
+
+class ValidationReport(BaseModel):
+    rows: int
+    valid: int
+    rejects: dict[str, int]
+
+
+def validate_rows(rows: Any, limits: ValidationLimits = DEFAULT_LIMITS) -> ValidationReport:
+    """Re-check stored rows (dicts). Rows with every provenance column are checked as full records
+    (length bucket included); rows without, such as ZSHOT-HARDSET's, as examples."""
+    provenance = set(Provenance.model_fields) - {"created_at"}
+    seen: set[str] = set()
+    rejects: dict[str, int] = {}
+    total = valid = 0
+    for row in rows:
+        total += 1
+        model = Record if provenance <= row.keys() else Example
+        try:
+            checked = model.model_validate(row, context={"limits": limits})
+        except ValidationError as exc:
+            reason = reject_reason(exc)
+            rejects[reason] = rejects.get(reason, 0) + 1
+            continue
+        key = record_id(checked.text)
+        if key in seen:
+            rejects["duplicate"] = rejects.get("duplicate", 0) + 1
+            continue
+        seen.add(key)
+        valid += 1
+    return ValidationReport(rows=total, valid=valid, rejects=dict(sorted(rejects.items())))
