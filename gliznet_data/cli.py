@@ -78,7 +78,7 @@ def generate(
         with Progress(
             TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
             TextColumn("{task.fields[rejected]:,} rejected · {task.fields[tokens]:,} tokens · {task.fields[retries]} retries"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
         ) as bar:
             task = bar.add_task("generate", total=settings.n, rejected=0, tokens=0, retries=0)
 
@@ -137,3 +137,5 @@ def validate(path: Path = typer.Argument(..., help="A shard folder or a Parquet 
     out.print(table)
     if report.valid != report.rows:
         raise typer.Exit(1)
+if __name__ == "__main__":
+    app()

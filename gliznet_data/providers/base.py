@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ..errors import UserError
 
@@ -24,7 +24,7 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     attempts: int = Field(8, ge=1, description="tries per request, the first included")
-    initial_wait: float = Field(1.0, ge=0, description="seconds before the first retry; doubles each time, with jitter")
+    initial_wait: float = Field(1.0, ge=0, description="scale of the backoff: a random wait up to initial * 2**retry")
     max_wait: float = Field(60.0, ge=0, description="cap on one wait, also on a server's retry-after")
 
 
@@ -67,7 +67,8 @@ class _WaitRetryAfter:
 
     def __init__(self, policy: RetryPolicy):
         self.cap = policy.max_wait
-        self.backoff = wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait)
+        # Full jitter: a random wait up to initial * 2**attempt, so parallel workers do not retry in step.
+        self.backoff = wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait)
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -84,7 +85,8 @@ class Provider(ABC):
         self.settings = settings
         self.retries = 0
         self._answered = False
-        self._rpm = AsyncLimiter(settings.rpm, 60) if settings.rpm else None
+        # Spread requests over each second instead of allowing a whole minute's quota in one burst.
+        self._rpm = AsyncLimiter(max(1.0, settings.rpm / 60), 1) if settings.rpm else None
         self._tpm = AsyncLimiter(settings.tpm, 60) if settings.tpm else None
 
     @property

@@ -144,7 +144,8 @@ class _Handler(BaseHTTPRequestHandler):
             return  # the client went away before sending its body
         body = json.loads(raw)
         srv = self.server
-        srv.requests.append({"path": self.path, "body": body, "authorization": self.headers.get("Authorization")})
+        srv.requests.append({"path": self.path, "body": body, "authorization": self.headers.get("Authorization"),
+                             "at": time.monotonic()})
         if self.path == "/openai/v1/chat/completions":
             self._groq(body)
         elif self.path == "/api/chat":
