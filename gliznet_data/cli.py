@@ -137,5 +137,76 @@ def validate(path: Path = typer.Argument(..., help="A shard folder or a Parquet 
     out.print(table)
     if report.valid != report.rows:
         raise typer.Exit(1)
+
+
+@app.command()
+def push(
+    path: Path = typer.Argument(..., help="Shard folder written by `gliznet-data generate` (searched recursively) "
+                                          "or one Parquet file"),
+    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="Dataset repo OWNER/NAME; created when missing"),
+    private: Optional[bool] = typer.Option(None, "--private/--public",
+                                           help="Visibility of a repo this push creates \\[default: public]"),
+    split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Seed of the split hashes \\[default: 0]"),
+    validation: Optional[float] = typer.Option(
+        None, "--validation", help="Fraction of the non-test records for the validation split \\[default: 0.1]"),
+    unseen_labels: Optional[float] = typer.Option(
+        None, "--unseen-labels", help="Fraction of distinct labels held out for a zero-shot test split: every record "
+                                      "mentioning one goes to test, none appears in train or validation \\[default: 0]"),
+    license: Optional[str] = typer.Option(None, "--license", help="License id for the card \\[default: apache-2.0]"),
+    language: Optional[list[str]] = typer.Option(None, "--language", help="Language code for the card; repeatable "
+                                                                          "\\[default: en]"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Build the folder that would be uploaded and stop; "
+                                                          "no token or network needed"),
+    to_folder: Optional[Path] = typer.Option(None, "--to-folder", help="Where --dry-run writes the folder (implies "
+                                                                       "--dry-run) \\[default: PATH-hub beside PATH]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its push: section sets anything not "
+                                                                 "given as a flag"),
+    as_json: bool = typer.Option(False, "--json", help="Print the push summary as JSON on stdout"),
+) -> None:
+    """Publish shards as a Hugging Face Hub dataset: train/validation(/test) splits, a dataset card, one commit.
+
+    Records are validated first; a single invalid row stops the push.
+    Splits are deterministic: validation by record id and --split-seed, test by label with --unseen-labels.
+    Pushing unchanged data makes no commit; stale files under data/ are deleted in the same commit.
+    The token comes from HF_TOKEN or `hf auth login`; HF_ENDPOINT selects another Hub.
+    A JSON summary is saved as push.json beside the shards (and printed with --json).
+    """
+    flags = dict(repo_id=repo_id, private=private, split_seed=split_seed, validation=validation,
+                 unseen_labels=unseen_labels, license=license, language=language or None)
+
+    def body() -> dict[str, Any]:
+        from . import hub
+
+        settings = build(hub.PushConfig, config, "push", flags)
+        with err.status("pushing", spinner="dots") as status:
+            def step(message: str) -> None:
+                status.update(message)
+
+            if dry_run or to_folder is not None:
+                summary = hub.write_folder(settings, path, to_folder or hub.default_folder(path), step)
+            else:
+                summary = hub.upload(settings, path, step)
+        hub.write_summary(path, summary)
+        return summary
+
+    summary = _guard(body)
+    for note in summary["notes"]:
+        err.print(f"note: {note}", soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    splits = " · ".join(f"{name} {count:,}" for name, count in summary["splits"].items())
+    if summary["dry_run"]:
+        size = sum(f["bytes"] for f in summary["files"])
+        out.print(f"{summary['rows']:,} records ({splits}) -> {summary['folder']}: {len(summary['files'])} files, "
+                  f"{size:,} bytes; nothing uploaded", soft_wrap=True)
+    elif summary["changed"]:
+        out.print(f"{summary['rows']:,} records ({splits}) -> {summary['url']} at commit {summary['commit'][:8]}: "
+                  f"{len(summary['uploaded'])} file(s) written, {len(summary['deleted'])} deleted", soft_wrap=True)
+    else:
+        out.print(f"{summary['url']} already holds these {summary['rows']:,} records ({splits}); no commit made",
+                  soft_wrap=True)
+
+
 if __name__ == "__main__":
     app()

@@ -62,7 +62,7 @@ class GenerateConfig(BaseModel):
     def provider_settings(self, default_model: str) -> ProviderSettings:
         return ProviderSettings(
             model=self.model or default_model, temperature=self.temperature, max_tokens=self.max_tokens,
-            timeout=self.timeout, rpm=self.rpm, tpm=self.tpm, json_mode=self.json_mode, retry=self.retry,
+            timeout=self.timeout, connections=self.concurrency, rpm=self.rpm, tpm=self.tpm, json_mode=self.json_mode, retry=self.retry,
         )
 
 
@@ -111,7 +111,7 @@ class RunState:
         self.created_at = manifest.get("created_at") or datetime.now(timezone.utc).isoformat()
         self.started = time.monotonic()
         self.last_flush = self.started
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[Record] = []
         self.pending: set[int] = set()
         self.status = "running"
 
@@ -146,7 +146,7 @@ class RunState:
                 self.rejects["duplicate"] += 1
                 continue
             self.ids.add(record.id)
-            self.buffer.append(record.model_dump())
+            self.buffer.append(record)
         self.pending.add(draw.index)
         if len(self.buffer) >= self.config.shard_size or time.monotonic() - self.last_flush >= self.config.flush_seconds:
             self.flush()

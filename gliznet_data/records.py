@@ -50,7 +50,6 @@ REJECT_REASONS: dict[str, str] = {
     "duplicate": "a text already in the dataset",
 }
 
-_WS = re.compile(r"\s+")
 # Tab and newline are ordinary text; every other C0/C1 control character is debris.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _META_START = re.compile(
@@ -58,20 +57,24 @@ _META_START = re.compile(
     r"i('m| am) (sorry|unable)|i can(no|')t|example\s*\d*\s*:|text\s*:)",
     re.IGNORECASE,
 )
-_META_ANYWHERE = re.compile(
-    r"```|as an ai\b|as a (large )?language model|\"(text|labels|not_labels)\"\s*:",
-    re.IGNORECASE,
-)
+# Searched for as plain substrings of the lower-cased text: far faster than a regex alternation.
+_DEBRIS = ("```", "as a language model", "as a large language model", '"text":', '"text" :', '"labels"',
+           '"not_labels"')
+_AS_AN_AI = re.compile(r"as an ai\b")
+
+
+def _nfkc(value: str) -> str:
+    return value if value.isascii() else unicodedata.normalize("NFKC", value)  # ASCII is already NFKC
 
 
 def normalize_label(label: str) -> str:
     """The canonical form of a label (see module docstring)."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", label).replace("_", " ")).strip().lower()
+    return " ".join(_nfkc(label).replace("_", " ").split()).lower()
 
 
 def normalize_text(text: str) -> str:
     """The form used for identity: case and whitespace do not make a new text."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
+    return " ".join(_nfkc(text).split()).lower()
 
 
 def record_id(text: str) -> str:
@@ -127,10 +130,10 @@ def _clean_labels(values: Any, kind: str, info: ValidationInfo) -> list[str]:
     limits = _limits(info)
     low, high = (limits.min_labels, limits.max_labels) if kind == "labels" else (
         limits.min_not_labels, limits.max_not_labels)
+    if _CONTROL.search("".join(values)):
+        raise _reject("control_chars")
     out: list[str] = []
     for raw in values:
-        if _CONTROL.search(raw):
-            raise _reject("control_chars")
         label = normalize_label(raw)
         if not label:
             raise _reject("label_empty")
@@ -171,7 +174,9 @@ class Example(BaseModel):
             raise _reject("empty_text")
         if _CONTROL.search(text):
             raise _reject("control_chars")
-        if _META_START.search(text) or _META_ANYWHERE.search(text) or _looks_like_json(text):
+        lowered = text.lower()
+        if (_META_START.search(text) or any(d in lowered for d in _DEBRIS)
+                or ("as an ai" in lowered and _AS_AN_AI.search(lowered)) or _looks_like_json(text)):
             raise _reject("meta_text")
         return text
 
@@ -193,14 +198,15 @@ class Example(BaseModel):
         self.not_labels = [label for label in self.not_labels if label not in positives]
         if len(self.not_labels) < limits.min_not_labels:
             raise _reject("too_few_not_labels")
-        whole = normalize_label(self.text)
-        if whole in positives or whole in self.not_labels:
-            raise _reject("label_is_text")
+        words = word_count(self.text)
+        if words <= MAX_LABEL_WORDS:  # only a text this short can equal a label
+            whole = normalize_label(self.text)
+            if whole in positives or whole in self.not_labels:
+                raise _reject("label_is_text")
         if self.length_bucket is not None:
             if self.length_bucket not in LENGTH_BUCKETS:
                 raise _reject("schema", f"unknown length bucket {self.length_bucket!r}")
             low, high = accepted_word_range(self.length_bucket, limits.length_tolerance)
-            words = word_count(self.text)
             if not low <= words <= high:
                 raise _reject("length_out_of_bucket", f"{words} words, {self.length_bucket} accepts {low}-{high}")
         return self

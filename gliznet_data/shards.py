@@ -35,6 +35,9 @@ SCHEMA = pl.Schema({
 })
 assert tuple(SCHEMA.names()) == COLUMNS
 
+LIST_COLUMNS = ("labels", "not_labels")
+_SEP = "\x1f"  # a control character, which the validators keep out of labels
+
 MANIFEST = "manifest.json"
 SHARD_GLOB = "shard-*.parquet"
 
@@ -57,11 +60,22 @@ def next_shard_path(directory: Path) -> Path:
     return directory / f"shard-{max(taken, default=-1) + 1:05d}.parquet"
 
 
-def write_shard(directory: Path, rows: list[dict[str, Any]]) -> Path:
-    """Write ``rows`` (record dicts) as the next shard in ``directory``; returns its path."""
+def _list_column(values: list[list[str]]) -> pl.Series:
+    """Polars converts Python lists row by row; joining and splitting strings is ten times faster."""
+    joined = pl.Series([_SEP.join(v) for v in values], dtype=pl.String)
+    empty = pl.lit([], dtype=pl.List(pl.String))
+    return pl.select(pl.when(joined == "").then(empty).otherwise(joined.str.split(_SEP))).to_series()
+
+
+def write_shard(directory: Path, records: list[Any]) -> Path:
+    """Write ``records`` (objects with one attribute per column) as the next shard; returns its path."""
     final = next_shard_path(directory)
     tmp = directory / f".{final.name}.tmp"
-    pl.DataFrame(rows, schema=SCHEMA).write_parquet(tmp, compression="zstd")
+    columns = {name: [getattr(r, name) for r in records] for name in COLUMNS}
+    frame = pl.DataFrame({k: v for k, v in columns.items() if k not in LIST_COLUMNS},
+                         schema={k: v for k, v in SCHEMA.items() if k not in LIST_COLUMNS})
+    frame = frame.with_columns(_list_column(columns[k]).alias(k) for k in LIST_COLUMNS).select(COLUMNS)
+    frame.write_parquet(tmp, compression="zstd")
     _fsync_replace(tmp, final)
     return final
 

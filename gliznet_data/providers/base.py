@@ -7,6 +7,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
+import httpx
 from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -35,11 +36,35 @@ class ProviderSettings(BaseModel):
     temperature: float = 0.9
     max_tokens: int = 4096
     timeout: float = Field(60.0, gt=0, description="seconds per request")
+    connections: int = Field(16, ge=1, description="HTTP connections kept open: the run's concurrency")
     rpm: float | None = Field(None, gt=0, description="requests per minute")
     tpm: float | None = Field(None, gt=0, description="tokens per minute (prompt + completion)")
     json_mode: Literal["schema", "object"] | None = Field(
         None, description="'schema' (structured output) or 'object' (JSON mode); None: the provider's default")
     retry: RetryPolicy = RetryPolicy()
+
+
+def connection_limits(settings: ProviderSettings) -> httpx.Limits:
+    """One kept-alive connection per request in flight: the SDKs' defaults keep only 20 alive, so
+    higher concurrency would reconnect (and redo TLS) on most requests."""
+    return httpx.Limits(max_connections=settings.connections, max_keepalive_connections=settings.connections)
+
+
+# Both SDKs speak through httpx. httpx's own connection pool spends time quadratic in the number of
+# open connections on every request (a few ms each at 64), so the SDKs get aiohttp's pool behind
+# httpx's interface instead: groq ships this as DefaultAioHttpClient (its `aiohttp` extra).
+
+
+def failed_to_connect(exc: BaseException) -> bool:
+    """Whether a transport error means no connection was made (refused, unresolvable, connect
+    timeout). The aiohttp transport reports a refused connection as a connect *timeout*, so the
+    cause chain is checked rather than the outer type."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (httpx.ConnectError, httpx.ConnectTimeout, ConnectionRefusedError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class Retryable(Exception):

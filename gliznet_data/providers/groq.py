@@ -10,7 +10,8 @@ from typing import Any
 
 import groq
 
-from .base import Completion, Provider, ProviderError, ProviderSettings, Retryable, parse_retry_after
+from .base import (Completion, Provider, ProviderError, ProviderSettings, Retryable, connection_limits,
+                   failed_to_connect, parse_retry_after)
 
 
 class GroqProvider(Provider):
@@ -22,7 +23,9 @@ class GroqProvider(Provider):
     def __init__(self, settings: ProviderSettings):
         super().__init__(settings)
         try:
-            self.client = groq.AsyncGroq(max_retries=0, timeout=settings.timeout)
+            self.client = groq.AsyncGroq(
+                max_retries=0, timeout=settings.timeout,
+                http_client=groq.DefaultAioHttpClient(limits=connection_limits(settings), timeout=settings.timeout))
         except groq.GroqError:
             raise ProviderError("GROQ_API_KEY is not set: export your Groq API key") from None
 
@@ -47,10 +50,11 @@ class GroqProvider(Provider):
                 max_tokens=self.settings.max_tokens,
                 response_format=self._response_format(schema),
             )
-        except groq.APITimeoutError:
-            raise Retryable(f"timed out after {self.settings.timeout:g}s") from None
-        except groq.APIConnectionError:
-            raise Retryable("cannot connect", connect=True) from None
+        except groq.APIConnectionError as exc:  # APITimeoutError included
+            if failed_to_connect(exc):
+                raise Retryable("cannot connect", connect=True) from None
+            raise Retryable(f"timed out after {self.settings.timeout:g}s" if isinstance(exc, groq.APITimeoutError)
+                            else "connection lost") from None
         except groq.APIStatusError as exc:
             return self._status_error(exc)
         usage = response.usage

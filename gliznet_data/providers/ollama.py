@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 import ollama
+from httpx_aiohttp import AiohttpTransport
 
-from .base import Completion, Provider, ProviderError, ProviderSettings, Retryable
+from .base import Completion, Provider, ProviderError, ProviderSettings, Retryable, connection_limits, failed_to_connect
 
 
 class OllamaProvider(Provider):
@@ -19,7 +20,8 @@ class OllamaProvider(Provider):
 
     def __init__(self, settings: ProviderSettings):
         super().__init__(settings)
-        self.client = ollama.AsyncClient(timeout=settings.timeout)
+        self.client = ollama.AsyncClient(timeout=settings.timeout,
+                                         transport=AiohttpTransport(limits=connection_limits(settings)))
 
     @property
     def endpoint(self) -> str:
@@ -39,7 +41,9 @@ class OllamaProvider(Provider):
             )
         except ConnectionError:  # the SDK's translation of httpx.ConnectError
             raise Retryable("cannot connect", connect=True) from None
-        except httpx.TimeoutException:
+        except httpx.TimeoutException as exc:
+            if failed_to_connect(exc):
+                raise Retryable("cannot connect", connect=True) from None
             raise Retryable(f"timed out after {self.settings.timeout:g}s") from None
         except httpx.TransportError as exc:
             raise Retryable(f"connection failed ({type(exc).__name__})") from None

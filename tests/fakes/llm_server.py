@@ -16,6 +16,7 @@ prints ``PORT <n>`` and serves until killed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import random
@@ -23,7 +24,7 @@ import re
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 
 API_KEY = "gsk_test_fake_key_never_real"
 
@@ -41,13 +42,12 @@ def _asked(prompt: str, pattern: str, default: int) -> int:
     return int(match.group(1)) if match else default
 
 
-class FakeLLMServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
+class FakeLLMServer:
+    """An asyncio HTTP/1.1 server in a background thread: one event loop serves every connection,
+    so a hundred concurrent clients cost no thread contention (a threaded server collapses there)."""
 
     def __init__(self, latency: float = 0.0, require_key: bool = True, retry_after: float = 0.05,
                  slow_seconds: float = 5.0):
-        super().__init__(("127.0.0.1", 0), _Handler)
         self.latency = latency
         self.require_key = require_key
         self.retry_after = retry_after
@@ -56,25 +56,85 @@ class FakeLLMServer(ThreadingHTTPServer):
         self.always: str | None = None
         self.requests: list[dict] = []
         self.statuses: list[int] = []
+        self.port = 0
         self._counter = itertools.count()
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-
-    def handle_error(self, request, client_address) -> None:
-        pass  # clients cancelled mid-request (the end of a run) are normal here
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _listen(self, port: int = 0) -> asyncio.base_events.Server:
+        server = await asyncio.start_server(self._connection, "127.0.0.1", port, backlog=1024)
+        self.port = server.sockets[0].getsockname()[1]
+        return server
 
     def start(self) -> FakeLLMServer:
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(self._listen())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
+        ready.wait()
         return self
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        async def shutdown() -> None:
+            self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Keep-alive loop: request line, headers, a Content-Length body; answer; repeat."""
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                method, path, _ = line.decode("latin-1").split(" ", 2)
+                headers: dict[str, str] = {}
+                while (header := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    key, value = header.decode("latin-1").split(":", 1)
+                    headers[key.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", 0)))
+                status, payload, extra = await self._route(method, path, headers, body)
+                data = json.dumps(payload).encode()
+                head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
+                        f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in extra.items())]
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+                await writer.drain()
+                self.statuses.append(status)
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # a client that timed out or was cancelled mid-request, or the server stopping
+        finally:
+            writer.close()
+
+    async def _route(self, method: str, path: str, headers: dict, raw: bytes) -> tuple[int, dict, dict]:
+        body = json.loads(raw or b"{}")
+        self.requests.append({"path": path, "body": body, "authorization": headers.get("authorization"),
+                              "at": time.monotonic()})
+        if method == "POST" and path == "/openai/v1/chat/completions":
+            return await self._groq(headers, body)
+        if method == "POST" and path == "/api/chat":
+            return await self._ollama(body)
+        return 404, {"error": f"no route {method} {path}"}, {}
 
     def next_fault(self) -> str | None:
         with self._lock:
@@ -119,101 +179,60 @@ class FakeLLMServer(ThreadingHTTPServer):
             return "Here are the examples you asked for:\n```json\n" + body + "\n```\nLet me know if you need more!"
         return body
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: FakeLLMServer
-
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-        self.server.statuses.append(status)
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if not raw:
-            return  # the client went away before sending its body
-        body = json.loads(raw)
-        srv = self.server
-        srv.requests.append({"path": self.path, "body": body, "authorization": self.headers.get("Authorization"),
-                             "at": time.monotonic()})
-        if self.path == "/openai/v1/chat/completions":
-            self._groq(body)
-        elif self.path == "/api/chat":
-            self._ollama(body)
-        else:
-            self._send(404, {"error": f"no route {self.path}"})
-
-    def _fault_status(self, fault: str | None, groq_style: bool) -> bool:
-        """Send an error reply for a status fault; True when one was sent."""
+    def _fault_reply(self, fault: str | None, groq_style: bool) -> tuple[int, dict, dict] | None:
         def err(message: str, kind: str) -> dict:
             return {"error": {"message": message, "type": kind}} if groq_style else {"error": message}
 
         if fault == "429":
-            self._send(429, err("Rate limit reached, please retry", "rate_limit_exceeded"),
-                       {"retry-after": f"{self.server.retry_after:g}"})
-        elif fault == "500":
-            self._send(500, err("internal server error", "internal_server_error"))
-        elif fault == "404":
-            self._send(404, err("model not found", "not_found"))
-        elif fault == "401":
-            self._send(401, err("Invalid API Key", "invalid_request_error"))
-        else:
-            return False
-        return True
+            return 429, err("Rate limit reached, please retry", "rate_limit_exceeded"), {
+                "retry-after": f"{self.retry_after:g}"}
+        if fault == "500":
+            return 500, err("internal server error", "internal_server_error"), {}
+        if fault == "404":
+            return 404, err("model not found", "not_found"), {}
+        if fault == "401":
+            return 401, err("Invalid API Key", "invalid_request_error"), {}
+        return None
 
-    def _wait(self, fault: str | None) -> None:
-        time.sleep(self.server.slow_seconds if fault == "slow" else self.server.latency)
+    async def _wait(self, fault: str | None) -> None:
+        await asyncio.sleep(self.slow_seconds if fault == "slow" else self.latency)
 
-    def _groq(self, body: dict) -> None:
-        srv = self.server
-        if srv.require_key and self.headers.get("Authorization") != f"Bearer {API_KEY}":
-            self._send(401, {"error": {"message": "Invalid API Key", "type": "invalid_request_error",
-                                       "code": "invalid_api_key"}})
-            return
-        fault = srv.next_fault()
-        if self._fault_status(fault, groq_style=True):
-            return
+    async def _groq(self, headers: dict, body: dict) -> tuple[int, dict, dict]:
+        if self.require_key and headers.get("authorization") != f"Bearer {API_KEY}":
+            return 401, {"error": {"message": "Invalid API Key", "type": "invalid_request_error",
+                                   "code": "invalid_api_key"}}, {}
+        fault = self.next_fault()
+        if reply := self._fault_reply(fault, groq_style=True):
+            return reply
         prompt = body["messages"][-1]["content"]
-        self._wait(fault)
-        content = srv.content(prompt, fault)
+        await self._wait(fault)
+        content = self.content(prompt, fault)
         if fault == "json_validate_failed":
-            self._send(400, {"error": {"message": "Failed to generate JSON", "type": "invalid_request_error",
-                                       "code": "json_validate_failed", "failed_generation": content[:60]}})
-            return
+            return 400, {"error": {"message": "Failed to generate JSON", "type": "invalid_request_error",
+                                   "code": "json_validate_failed", "failed_generation": content[:60]}}, {}
         prompt_tokens, completion_tokens = len(prompt) // 4, len(content) // 4
-        self._send(200, {
-            "id": f"chatcmpl-{len(srv.requests)}", "object": "chat.completion", "created": int(time.time()),
+        return 200, {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                          "finish_reason": "length" if fault == "truncated" else "stop", "logprobs": None}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
-        })
+        }, {}
 
-    def _ollama(self, body: dict) -> None:
-        srv = self.server
-        fault = srv.next_fault()
-        if self._fault_status(fault, groq_style=False):
-            return
+    async def _ollama(self, body: dict) -> tuple[int, dict, dict]:
+        fault = self.next_fault()
+        if reply := self._fault_reply(fault, groq_style=False):
+            return reply
         prompt = body["messages"][-1]["content"]
-        self._wait(fault)
-        content = srv.content(prompt, fault)
-        self._send(200, {
+        await self._wait(fault)
+        content = self.content(prompt, fault)
+        return 200, {
             "model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
             "message": {"role": "assistant", "content": content}, "done": True, "done_reason": "stop",
             "total_duration": 1000, "load_duration": 10, "prompt_eval_count": len(prompt) // 4,
             "prompt_eval_duration": 100, "eval_count": len(content) // 4, "eval_duration": 500,
-        })
+        }, {}
 
 
 def main() -> None:
@@ -221,8 +240,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args()
     server = FakeLLMServer(latency=args.latency)
-    print(f"PORT {server.server_address[1]}", flush=True)
-    server.serve_forever()
+
+    async def serve() -> None:
+        listener = await server._listen()
+        print(f"PORT {server.port}", flush=True)
+        await listener.serve_forever()
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":
