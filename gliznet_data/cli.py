@@ -92,7 +92,7 @@ def generate(
     out.print(f"{counts['records']:,} records in {manifest['duration_seconds']:.1f}s, {counts['rejected']:,} rejected, "
               f"{manifest['tokens']['total']:,} tokens"
               + (f", ${manifest['cost_usd']:.4f}" if manifest.get("cost_usd") is not None else "")
-              + f" -> {(Path(manifest['config']['output']) / shards.MANIFEST)}")
+              + f" -> {(Path(manifest['config']['output']) / shards.MANIFEST)}", soft_wrap=True)
 
 
 @app.command()
