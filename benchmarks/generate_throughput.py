@@ -30,7 +30,6 @@ from gliznet_data.diversity import DiversitySampler, merge_weights  # noqa: E402
 from gliznet_data.generate import GenerateConfig, RunState, generate  # noqa: E402
 from gliznet_data.prompting import Prompts, default_weights  # noqa: E402
 from gliznet_data.providers import Completion  # noqa: E402
-from gliznet_data.replies import parse_reply  # noqa: E402
 from tests.fakes.llm_server import API_KEY, FakeLLMServer  # noqa: E402
 
 
@@ -65,9 +64,8 @@ def offline_rate(records: int, k: int) -> float:
                       "created_at": time.time()}
         start = time.perf_counter()
         for draw, reply in zip(draws, replies):
-            parsed = parse_reply(reply)
             prov = provenance | draw.model_dump(include={"domain", "task_type", "length_bucket", "genre", "tone"})
-            state.add_reply(draw, Completion(content=reply), parsed.examples, parsed.broken, prov)
+            state.add_reply(draw, Completion(content=reply), prov)
         state.flush()
         elapsed = time.perf_counter() - start
         assert state.valid == records, (state.valid, dict(state.rejects))

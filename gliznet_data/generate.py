@@ -123,8 +123,9 @@ class RunState:
     def full(self) -> bool:
         return self.valid >= self.config.n
 
-    def add_reply(self, draw: Draw, completion: Completion, parsed_examples: list[Any], broken: int,
-                  provenance: dict[str, Any]) -> None:
+    def add_reply(self, draw: Draw, completion: Completion, provenance: dict[str, Any]) -> None:
+        """Parse, validate and buffer one reply; flush when the buffer is due."""
+        parsed_examples, broken = parse_reply(completion.content)
         self.requests += 1
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
@@ -222,13 +223,12 @@ async def generate(config: GenerateConfig, on_progress: Callable[[Progress], Non
         while not state.full:
             draw = sampler.draw(next(todo))
             completion = await provider.complete(prompts.render(draw, k), REPLY_SCHEMA)
-            parsed = parse_reply(completion.content)
             provenance = draw.model_dump(include={"domain", "task_type", "length_bucket", "genre", "tone"}) | {
                 "provider": cls.name, "model": settings.model, "prompt_version": prompts.version,
                 "seed": config.seed, "created_at": datetime.now(timezone.utc),
             }
             state.retries = retries_before + provider.retries
-            state.add_reply(draw, completion, parsed.examples, parsed.broken, provenance)
+            state.add_reply(draw, completion, provenance)
             if on_progress:
                 on_progress(state.progress())
 
