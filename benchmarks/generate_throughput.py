@@ -26,9 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gliznet_data.diversity import DiversitySampler, merge_weights  # noqa: E402
-from gliznet_data.generate import GenerateConfig, RunState, generate  # noqa: E402
-from gliznet_data.prompting import Prompts, default_weights  # noqa: E402
+from gliznet_data.generate import GenerateConfig, Plan, RunState, generate  # noqa: E402
 from gliznet_data.providers import Completion  # noqa: E402
 from tests.fakes.llm_server import API_KEY, FakeLLMServer  # noqa: E402
 
@@ -53,19 +51,15 @@ def live_rate(url: str, concurrency: int, k: int, rounds: int) -> float:
 def offline_rate(records: int, k: int) -> float:
     """Records per second through parse -> validate -> dedupe -> shard, replies prepared up front."""
     server = FakeLLMServer()  # only its example maker; no socket is served
-    prompts = Prompts()
-    sampler = DiversitySampler(merge_weights(default_weights(), None), 0)
-    draws = [sampler.draw(i) for i in range(records // k)]
-    replies = [json.dumps({"examples": server.examples(prompts.render(d, k)[1]["content"])}) for d in draws]
     with tempfile.TemporaryDirectory() as tmp:
         config = GenerateConfig(n=records, output=Path(tmp), examples_per_request=k, shard_size=10_000)
-        state = RunState(config, fingerprint={})
-        provenance = {"provider": "bench", "model": "fake", "prompt_version": prompts.version, "seed": 0,
-                      "created_at": time.time()}
+        plan = Plan(config)
+        requests = [plan.request(i) for i in range(records // k)]
+        replies = [json.dumps({"examples": server.examples(messages[1]["content"])}) for _, messages in requests]
+        state = RunState(config, plan.fingerprint())
         start = time.perf_counter()
-        for draw, reply in zip(draws, replies):
-            prov = provenance | draw.model_dump(include={"domain", "task_type", "length_bucket", "genre", "tone"})
-            state.add_reply(draw, Completion(content=reply), prov)
+        for (draw, _), reply in zip(requests, replies):
+            state.add_reply(draw, Completion(content=reply), plan.provenance(draw))
         state.flush()
         elapsed = time.perf_counter() - start
         assert state.valid == records, (state.valid, dict(state.rejects))

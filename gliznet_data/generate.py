@@ -78,8 +78,10 @@ class Progress(BaseModel):
 class RunState:
     """The records and counters of one output folder, persisted through shards and the manifest."""
 
-    def __init__(self, config: GenerateConfig, fingerprint: dict[str, Any]):
+    def __init__(self, config: GenerateConfig, fingerprint: dict[str, Any], capped: bool = True):
+        """``capped``: stop accepting records at ``config.n`` (a live run); a batch ingest takes all."""
         self.config = config
+        self.capped = capped
         self.dir = config.output
         self.fingerprint = fingerprint
         try:
@@ -121,7 +123,7 @@ class RunState:
 
     @property
     def full(self) -> bool:
-        return self.valid >= self.config.n
+        return self.capped and self.valid >= self.config.n
 
     def add_reply(self, draw: Draw, completion: Completion, provenance: dict[str, Any]) -> None:
         """Parse, validate and buffer one reply; flush when the buffer is due."""
@@ -197,38 +199,57 @@ class RunState:
         }
 
 
+class Plan:
+    """What a run asks for: the templates, the sampler and the provider settings of one config.
+    The live route (``generate``) and the batch route (``batch``) both build requests from it."""
+
+    def __init__(self, config: GenerateConfig):
+        self.config = config
+        self.prompts = Prompts()
+        self.weights = merge_weights(default_weights(), config.diversity)
+        self.sampler = DiversitySampler(self.weights, config.seed)
+        self.provider_cls = provider_class(config.provider)
+        self.settings = config.provider_settings(self.provider_cls.default_model)
+
+    def request(self, index: int) -> tuple[Draw, list[dict[str, str]]]:
+        draw = self.sampler.draw(index)
+        return draw, self.prompts.render(draw, self.config.examples_per_request)
+
+    def fingerprint(self, provider: str | None = None, model: str | None = None) -> dict[str, Any]:
+        """What must not change between a run and its resumption."""
+        return {
+            "provider": provider or self.provider_cls.name, "model": model or self.settings.model,
+            "seed": self.config.seed, "prompt_version": self.prompts.version,
+            "examples_per_request": self.config.examples_per_request,
+            "diversity": hashlib.sha256(json.dumps(self.weights, sort_keys=True, default=str).encode()).hexdigest()[:12],
+            "limits": self.config.limits.model_dump(),
+        }
+
+    def provenance(self, draw: Draw, provider: str | None = None, model: str | None = None) -> dict[str, Any]:
+        return draw.model_dump(include={"domain", "task_type", "length_bucket", "genre", "tone"}) | {
+            "provider": provider or self.provider_cls.name, "model": model or self.settings.model,
+            "prompt_version": self.prompts.version, "seed": self.config.seed, "created_at": datetime.now(timezone.utc),
+        }
+
+
 async def generate(config: GenerateConfig, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a generation into ``config.output``; returns the final manifest."""
-    prompts = Prompts()
-    weights = merge_weights(default_weights(), config.diversity)
-    sampler = DiversitySampler(weights, config.seed)
-    cls = provider_class(config.provider)
-    settings = config.provider_settings(cls.default_model)
+    plan = Plan(config)
     # The provider is built first so that a missing key fails before anything is written.
-    provider = cls(settings)
-    fingerprint = {
-        "provider": cls.name, "model": settings.model, "seed": config.seed, "prompt_version": prompts.version,
-        "examples_per_request": config.examples_per_request, "diversity": weights_digest(weights),
-        "limits": config.limits.model_dump(),
-    }
+    provider = plan.provider_cls(plan.settings)
     try:
-        state = RunState(config, fingerprint)
+        state = RunState(config, plan.fingerprint())
     except BaseException:
         await provider.aclose()
         raise
-    k = config.examples_per_request
     todo = (i for i in itertools.count() if i not in state.done)
 
     async def worker() -> None:
         while not state.full:
-            draw = sampler.draw(next(todo))
-            completion = await provider.complete(prompts.render(draw, k), REPLY_SCHEMA)
-            provenance = draw.model_dump(include={"domain", "task_type", "length_bucket", "genre", "tone"}) | {
-                "provider": cls.name, "model": settings.model, "prompt_version": prompts.version,
-                "seed": config.seed, "created_at": datetime.now(timezone.utc),
-            }
+            draw, messages = plan.request(next(todo))
+            completion = await provider.complete(messages, REPLY_SCHEMA)
             state.retries = retries_before + provider.retries
-            state.add_reply(draw, completion, provenance)
+            state.add_reply(draw, completion, plan.provenance(draw))
             if on_progress:
                 on_progress(state.progress())
 
@@ -255,7 +276,3 @@ async def generate(config: GenerateConfig, on_progress: Callable[[Progress], Non
         await provider.aclose()
         state.flush()
     return state.manifest()
-
-
-def weights_digest(weights: dict[str, dict]) -> str:
-    return hashlib.sha256(json.dumps(weights, sort_keys=True, default=str).encode()).hexdigest()[:12]

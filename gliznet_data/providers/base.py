@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -13,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ..errors import UserError
+
+T = TypeVar("T")
 
 
 class Completion(BaseModel):
@@ -127,10 +130,23 @@ class Provider(ABC):
         pass
 
     async def complete(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Completion:
-        policy = self.settings.retry
         if self._tpm:
             # Charge the prompt up front (about 4 characters a token); the completion is charged once known.
             await self._tpm.acquire(min(self._tpm.max_rate, sum(len(m["content"]) for m in messages) / 4))
+
+        async def attempt() -> Completion:
+            if self._rpm:
+                await self._rpm.acquire()
+            return await self._complete(messages, schema)
+
+        result = await self.retrying(attempt)
+        if self._tpm and result.completion_tokens:
+            await self._tpm.acquire(min(self._tpm.max_rate, result.completion_tokens))
+        return result
+
+    async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` under the retry policy; every call to the service goes through here."""
+        policy = self.settings.retry
         retrying = AsyncRetrying(
             stop=stop_after_attempt(policy.attempts),
             wait=_WaitRetryAfter(policy),
@@ -139,12 +155,10 @@ class Provider(ABC):
             reraise=True,
         )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    if self._rpm:
-                        await self._rpm.acquire()
+            async for tries in retrying:
+                with tries:
                     try:
-                        result = await self._complete(messages, schema)
+                        result = await attempt()
                     except Retryable as exc:
                         if exc.connect and not self._answered:
                             # A server that has never answered is down or misconfigured, not busy.
@@ -153,8 +167,6 @@ class Provider(ABC):
         except Retryable as exc:
             raise ProviderError(f"{self.name}: giving up after {policy.attempts} attempts: {exc}") from None
         self._answered = True
-        if self._tpm and result.completion_tokens:
-            await self._tpm.acquire(min(self._tpm.max_rate, result.completion_tokens))
         return result
 
     def _count_retry(self, state: RetryCallState) -> None:
