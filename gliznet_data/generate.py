@@ -105,6 +105,7 @@ class RunState:
         self.examples_returned = counts.get("examples_returned", 0)
         self.examples_missing = counts.get("examples_missing", 0)
         self.retries = counts.get("retries", 0)
+        self.failed_requests = counts.get("failed_requests", 0)
         self.rejects: Counter[str] = Counter(manifest.get("rejects", {}))
         tokens = manifest.get("tokens", {})
         self.prompt_tokens = tokens.get("prompt", 0)
@@ -186,6 +187,7 @@ class RunState:
                 "examples_missing": self.examples_missing,
                 "rejected": sum(self.rejects.values()),
                 "retries": self.retries,
+                "failed_requests": self.failed_requests,
             },
             "rejects": dict(sorted(self.rejects.items())),
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens,

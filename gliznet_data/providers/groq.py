@@ -40,17 +40,19 @@ class GroqProvider(Provider):
     async def aclose(self) -> None:
         await self.client.close()
 
-    def request_body(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> dict[str, Any]:
+    @classmethod
+    def request_body(cls, settings: ProviderSettings, messages: list[dict[str, str]],
+                     schema: dict[str, Any]) -> dict[str, Any]:
         """The chat-completions body: sent live, and written as-is into batch files."""
-        json_mode = self.settings.json_mode or self.default_json_mode
+        json_mode = settings.json_mode or cls.default_json_mode
         response_format = ({"type": "json_schema", "json_schema": {"name": "examples", "schema": schema}}
                            if json_mode == "schema" else {"type": "json_object"})
-        return {"model": self.settings.model, "messages": messages, "temperature": self.settings.temperature,
-                "max_tokens": self.settings.max_tokens, "response_format": response_format}
+        return {"model": settings.model, "messages": messages, "temperature": settings.temperature,
+                "max_tokens": settings.max_tokens, "response_format": response_format}
 
     async def _complete(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Completion:
         try:
-            response = await self._sdk(self.client.chat.completions.create(**self.request_body(messages, schema)),
+            response = await self._sdk(self.client.chat.completions.create(**self.request_body(self.settings, messages, schema)),
                                        not_found=f"model {self.settings.model!r}")
         except JsonValidateFailed as exc:
             # JSON mode caught the model writing invalid JSON: a bad reply, not a bad request.
@@ -101,14 +103,14 @@ class GroqProvider(Provider):
                                                      not_found=f"batch {batch_id}"))
 
     async def download_file(self, file_id: str, destination: Path) -> None:
-        async def attempt() -> bytes:
-            response = await self._sdk(self.client.files.content(file_id), not_found=f"file {file_id}")
-            return await response.aread()
-
-        data = await self.retrying(attempt)
         tmp = destination.with_name(f".{destination.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(destination)
+
+        async def attempt() -> None:
+            response = await self._sdk(self.client.files.content(file_id), not_found=f"file {file_id}")
+            await response.write_to_file(tmp)
+
+        await self.retrying(attempt)
+        tmp.replace(destination)  # a results file that exists is complete
 
 
 class JsonValidateFailed(Exception):

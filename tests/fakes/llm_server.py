@@ -1,7 +1,8 @@
 """A local stand-in for Groq and Ollama that speaks their wire protocols.
 
 Routes: ``POST /openai/v1/chat/completions`` (Groq's OpenAI-compatible API, what ``groq.AsyncGroq``
-calls when ``GROQ_BASE_URL`` points here) and ``POST /api/chat`` (what ``ollama.AsyncClient``
+calls when ``GROQ_BASE_URL`` points here), Groq's Batch API (``/openai/v1/files``, ``/openai/v1/files/{id}/content``,
+``/openai/v1/batches``, ``/openai/v1/batches/{id}``) and ``POST /api/chat`` (what ``ollama.AsyncClient``
 calls when ``OLLAMA_HOST`` points here). Replies are built from what the prompt asks for (number
 of examples, word range, label counts), so well-behaved replies pass validation.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.policy
 import itertools
 import json
 import random
@@ -24,6 +26,7 @@ import re
 import threading
 import time
 from collections import deque
+from email.parser import BytesParser
 from http import HTTPStatus
 
 API_KEY = "gsk_test_fake_key_never_real"
@@ -57,6 +60,9 @@ class FakeLLMServer:
         self.requests: list[dict] = []
         self.statuses: list[int] = []
         self.port = 0
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_failures: set[int] = set()
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,8 +119,9 @@ class FakeLLMServer:
                     headers[key.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
                 status, payload, extra = await self._route(method, path, headers, body)
-                data = json.dumps(payload).encode()
-                head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                kind = "application/octet-stream" if isinstance(payload, bytes) else "application/json"
+                head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", f"Content-Type: {kind}",
                         f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in extra.items())]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
                 await writer.drain()
@@ -126,15 +133,94 @@ class FakeLLMServer:
         finally:
             writer.close()
 
-    async def _route(self, method: str, path: str, headers: dict, raw: bytes) -> tuple[int, dict, dict]:
-        body = json.loads(raw or b"{}")
-        self.requests.append({"path": path, "body": body, "authorization": headers.get("authorization"),
-                              "at": time.monotonic()})
+    async def _route(self, method: str, path: str, headers: dict, raw: bytes) -> tuple[int, dict | bytes, dict]:
+        multipart = headers.get("content-type", "").startswith("multipart/")
+        body = {} if multipart else json.loads(raw or b"{}")
+        self.requests.append({"method": method, "path": path, "body": body,
+                              "authorization": headers.get("authorization"), "at": time.monotonic()})
         if method == "POST" and path == "/openai/v1/chat/completions":
             return await self._groq(headers, body)
         if method == "POST" and path == "/api/chat":
             return await self._ollama(body)
+        if path.startswith("/openai/v1/files") or path.startswith("/openai/v1/batches"):
+            if self.require_key and headers.get("authorization") != f"Bearer {API_KEY}":
+                return 401, {"error": {"message": "Invalid API Key", "type": "invalid_request_error"}}, {}
+            return self._batch_api(method, path, headers, raw, body)
         return 404, {"error": f"no route {method} {path}"}, {}
+
+    # The Batch API: files in memory; a batch runs in the background, one chat reply per line.
+
+    def _batch_api(self, method: str, path: str, headers: dict, raw: bytes, body: dict) -> tuple[int, dict | bytes, dict]:
+        parts = path.split("/")[3:]  # after /openai/v1
+        if method == "POST" and parts == ["files"]:
+            message = BytesParser(policy=email.policy.HTTP).parsebytes(
+                f"Content-Type: {headers['content-type']}\r\n\r\n".encode() + raw)
+            upload = next(p for p in message.iter_parts() if p.get_param("name", header="content-disposition") == "file")
+            file_id = self._store_file(upload.get_payload(decode=True), upload.get_filename() or "upload.jsonl")
+            return 200, self.files[file_id]["meta"], {}
+        if method == "GET" and len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
+            if parts[1] not in self.files:
+                return 404, {"error": {"message": "file not found", "type": "not_found"}}, {}
+            return 200, self.files[parts[1]]["data"], {}
+        if method == "POST" and parts == ["batches"]:
+            if body.get("input_file_id") not in self.files:
+                return 404, {"error": {"message": "input file not found", "type": "not_found"}}, {}
+            batch_id = f"batch_{len(self.batches) + 1:04d}"
+            self.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "input_file_id": body["input_file_id"],
+                "completion_window": body["completion_window"], "status": "validating", "created_at": int(time.time()),
+                "output_file_id": None, "error_file_id": None,
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            }
+            asyncio.get_running_loop().create_task(self._run_batch(batch_id))
+            return 200, self.batches[batch_id], {}
+        if method == "GET" and len(parts) == 2 and parts[0] == "batches":
+            if parts[1] not in self.batches:
+                return 404, {"error": {"message": "batch not found", "type": "not_found"}}, {}
+            return 200, self.batches[parts[1]], {}
+        return 404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}}, {}
+
+    def _store_file(self, data: bytes, name: str) -> str:
+        file_id = f"file_{len(self.files) + 1:04d}"
+        self.files[file_id] = {"data": data, "meta": {
+            "id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+            "filename": name, "purpose": "batch"}}
+        return file_id
+
+    async def _run_batch(self, batch_id: str) -> None:
+        """Answer every line; ``batch_failures`` line numbers (0-based) get an error instead."""
+        batch = self.batches[batch_id]
+        lines = [json.loads(x) for x in self.files[batch["input_file_id"]]["data"].decode().splitlines() if x.strip()]
+        batch["request_counts"]["total"] = len(lines)
+        await asyncio.sleep(self.latency)
+        batch["status"] = "in_progress"
+        outputs, errors = [], []
+        for number, line in enumerate(lines):
+            if number in self.batch_failures:
+                errors.append({"id": f"batch_req_{number}", "custom_id": line["custom_id"], "response": None,
+                               "error": {"code": "server_error", "message": "the model failed"}})
+                batch["request_counts"]["failed"] += 1
+                continue
+            content = self.content(line["body"]["messages"][-1]["content"], None)
+            outputs.append({"id": f"batch_req_{number}", "custom_id": line["custom_id"], "error": None, "response": {
+                "status_code": 200, "request_id": f"req_{number}", "body": {
+                    "id": f"chatcmpl-b{number}", "object": "chat.completion", "created": int(time.time()),
+                    "model": line["body"]["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": len(content) // 4,
+                              "total_tokens": 100 + len(content) // 4}}}})
+            batch["request_counts"]["completed"] += 1
+        await asyncio.sleep(self.latency)
+        batch["status"] = "finalizing"
+        if outputs:
+            batch["output_file_id"] = self._store_file("".join(json.dumps(o) + "\n" for o in outputs).encode(),
+                                                       "results.jsonl")
+        if errors:
+            batch["error_file_id"] = self._store_file("".join(json.dumps(e) + "\n" for e in errors).encode(),
+                                                      "errors.jsonl")
+        batch["status"] = "completed" if outputs else "failed"
+        batch["completed_at"] = int(time.time())
 
     def next_fault(self) -> str | None:
         with self._lock:
