@@ -53,9 +53,9 @@ def export_requests(config: GenerateConfig, output: Path, requests: int | None =
     """Write the first ``requests`` requests of the run (default: enough for ``config.n`` records)."""
     _check_groq(config)
     plan = Plan(config)
-    count = requests or math.ceil(config.n / config.examples_per_request)
+    count = requests if requests is not None else math.ceil(config.n / config.examples_per_request)
     if count <= 0:
-        raise UserError("the number of requests must be positive")
+        raise UserError(f"--requests must be positive, got {count}")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(f".{output.name}.tmp")

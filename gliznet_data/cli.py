@@ -139,6 +139,84 @@ def validate(path: Path = typer.Argument(..., help="A shard folder or a Parquet 
         raise typer.Exit(1)
 
 
+batch_app = typer.Typer(help="The batch route: export requests, run them as a Groq batch, ingest the results.",
+                        no_args_is_help=True)
+app.add_typer(batch_app, name="batch")
+
+
+@batch_app.command("export")
+def batch_export(
+    output: Path = typer.Option(..., "--output", "-o", help="The requests file to write (JSONL)"),
+    n: Optional[int] = typer.Option(None, "--n", "-n", help="Records wanted; exports ceil(N / k) requests [default: 1000]"),
+    requests: Optional[int] = typer.Option(None, "--requests", help="Export exactly this many requests instead"),
+    seed: Optional[int] = typer.Option(None, help="Seed of the parameter draws [default: 0]"),
+    model: Optional[str] = typer.Option(None, help="Model named in every request [default: the Groq default]"),
+    examples_per_request: Optional[int] = typer.Option(None, "--k", help="Examples asked per request [default: 5]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its generate: section applies"),
+) -> None:
+    """Write the requests `generate` would send, one OpenAI/Groq batch line each (same seed, same file)."""
+    flags = dict(n=n, seed=seed, model=model, examples_per_request=examples_per_request)
+    from .batch import export_requests
+
+    summary = _guard(lambda: export_requests(build(GenerateConfig, config, "generate", flags), output, requests))
+    out.print(f"{summary['requests']:,} requests (model {summary['model']}, prompt version "
+              f"{summary['prompt_version']}, seed {summary['seed']}) -> {summary['path']}", soft_wrap=True)
+
+
+@batch_app.command("submit")
+def batch_submit(
+    requests_file: Path = typer.Argument(..., help="A requests file from `gliznet-data batch export`"),
+    provider: str = typer.Option("groq", help="Batch service (groq)"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Reattach to this batch id instead of uploading"),
+    results: Optional[Path] = typer.Option(None, "--results", help="Where to save results [default: beside the requests]"),
+    poll: float = typer.Option(15.0, help="Seconds between status checks"),
+    window: str = typer.Option("24h", help="Completion window, 24h to 7d"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its generate: section applies"),
+) -> None:
+    """Upload the requests, create the batch, wait for it to end, download results and errors.
+
+    Interrupted? The batch keeps running on the service: reattach with --resume BATCH_ID.
+    """
+    from .batch import submit
+
+    def body() -> dict[str, Any]:
+        settings = build(GenerateConfig, config, "generate", {"provider": provider})
+        with err.status("uploading", spinner="dots") as status:
+            def show(batch: Any) -> None:
+                counts = batch.request_counts
+                done = f" {counts.completed + counts.failed:,}/{counts.total:,}" if counts and counts.total else ""
+                status.update(f"batch {batch.id}: {batch.status}{done}")
+
+            return asyncio.run(submit(settings, requests_file, results, resume, poll, window, show))
+
+    summary = _guard(body)
+    out.print(f"batch {summary['batch_id']} {summary['status']}: {summary['completed']} completed, "
+              f"{summary['failed']} failed -> {summary['results']}"
+              + (f" (errors: {summary['errors']})" if summary["errors"] else ""), soft_wrap=True)
+
+
+@batch_app.command("ingest")
+def batch_ingest(
+    results: Path = typer.Argument(..., help="Results JSONL from `batch submit` (OpenAI batch output format)"),
+    requests_file: Path = typer.Option(..., "--requests", help="The requests file the results answer"),
+    output: Path = typer.Option(..., "--output", "-o", help="Shard folder to write (or to add to)"),
+    provider_name: str = typer.Option("groq-batch", help="Provider written into each record's provenance"),
+    model_name: Optional[str] = typer.Option(None, help="Model written into provenance [default: each result's model]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config of the export (diversity, limits)"),
+) -> None:
+    """Parse, validate and dedupe batch results into shards and a manifest, exactly as `generate` does."""
+    from .batch import ingest
+
+    def body() -> dict[str, Any]:
+        settings = build(GenerateConfig, config, "generate", {"output": output})
+        return ingest(settings, results, requests_file, provider_name, model_name)
+
+    manifest = _guard(body)
+    counts = manifest["counts"]
+    out.print(f"{counts['records']:,} records, {counts['rejected']:,} rejected, {counts['failed_requests']:,} failed "
+              f"requests -> {output / shards.MANIFEST}", soft_wrap=True)
+
+
 @app.command()
 def push(
     path: Path = typer.Argument(..., help="Shard folder written by `gliznet-data generate` (searched recursively) "
@@ -150,15 +228,17 @@ def push(
     validation: Optional[float] = typer.Option(
         None, "--validation", help="Fraction of the non-test records for the validation split \\[default: 0.1]"),
     unseen_labels: Optional[float] = typer.Option(
-        None, "--unseen-labels", help="Fraction of distinct labels held out for a zero-shot test split: every record "
-                                      "mentioning one goes to test, none appears in train or validation \\[default: 0]"),
+        None, "--unseen-labels", help="Fraction of distinct labels held out for a zero-shot test split: every "
+                                      "record mentioning one goes to test, none appears in train or validation "
+                                      "\\[default: 0]"),
     license: Optional[str] = typer.Option(None, "--license", help="License id for the card \\[default: apache-2.0]"),
     language: Optional[list[str]] = typer.Option(None, "--language", help="Language code for the card; repeatable "
                                                                           "\\[default: en]"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Build the folder that would be uploaded and stop; "
                                                           "no token or network needed"),
     to_folder: Optional[Path] = typer.Option(None, "--to-folder", help="Where --dry-run writes the folder (implies "
-                                                                       "--dry-run) \\[default: PATH-hub beside PATH]"),
+                                                                       "--dry-run) \\[default: <shard folder>-hub "
+                                                                       "beside it]"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its push: section sets anything not "
                                                                  "given as a flag"),
     as_json: bool = typer.Option(False, "--json", help="Print the push summary as JSON on stdout"),
@@ -175,7 +255,7 @@ def push(
                  unseen_labels=unseen_labels, license=license, language=language or None)
 
     def body() -> dict[str, Any]:
-        from . import hub
+        from . import hub  # here, so that the other commands start without pyarrow and huggingface_hub
 
         settings = build(hub.PushConfig, config, "push", flags)
         with err.status("pushing", spinner="dots") as status:
@@ -191,7 +271,7 @@ def push(
 
     summary = _guard(body)
     for note in summary["notes"]:
-        err.print(f"note: {note}", soft_wrap=True)
+        err.print(f"note: {note}", soft_wrap=True, markup=False)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -199,13 +279,14 @@ def push(
     if summary["dry_run"]:
         size = sum(f["bytes"] for f in summary["files"])
         out.print(f"{summary['rows']:,} records ({splits}) -> {summary['folder']}: {len(summary['files'])} files, "
-                  f"{size:,} bytes; nothing uploaded", soft_wrap=True)
+                  f"{size:,} bytes; nothing uploaded", soft_wrap=True, markup=False)
     elif summary["changed"]:
         out.print(f"{summary['rows']:,} records ({splits}) -> {summary['url']} at commit {summary['commit'][:8]}: "
-                  f"{len(summary['uploaded'])} file(s) written, {len(summary['deleted'])} deleted", soft_wrap=True)
+                  f"{len(summary['uploaded'])} file(s) written, {len(summary['deleted'])} deleted", soft_wrap=True,
+                  markup=False)
     else:
         out.print(f"{summary['url']} already holds these {summary['rows']:,} records ({splits}); no commit made",
-                  soft_wrap=True)
+                  soft_wrap=True, markup=False)
 
 
 if __name__ == "__main__":

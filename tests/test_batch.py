@@ -144,3 +144,26 @@ def test_ingest_refuses_results_from_other_templates(tmp_path):
     garbage.write_text("not json\n")
     with pytest.raises(UserError, match="not valid JSON"):
         ingest(cfg, requests, garbage)
+
+
+def test_the_three_commands_end_to_end(tmp_path, llm_env):
+    from typer.testing import CliRunner
+
+    from gliznet_data.cli import app
+
+    runner = CliRunner()
+    requests, out = tmp_path / "requests.jsonl", tmp_path / "shards"
+    result = runner.invoke(app, ["batch", "export", "--n", "25", "--seed", "2", "--output", str(requests)])
+    assert result.exit_code == 0 and "5 requests" in result.output, result.output
+    result = runner.invoke(app, ["batch", "submit", str(requests), "--poll", "0.01"])
+    assert result.exit_code == 0 and "5 completed" in result.output, result.output
+    result = runner.invoke(app, ["batch", "ingest", str(tmp_path / "requests.results.jsonl"),
+                                 "--requests", str(requests), "--output", str(out)])
+    assert result.exit_code == 0 and "25 records" in result.output, result.output
+    assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
+
+    bad = runner.invoke(app, ["batch", "export", "--requests", "0", "--output", str(requests)])
+    assert bad.exit_code == 2 and "--requests must be positive" in bad.output
+    missing = runner.invoke(app, ["batch", "ingest", str(tmp_path / "nope.jsonl"), "--requests", str(requests),
+                                  "--output", str(out)])
+    assert missing.exit_code == 2 and "cannot read" in missing.output
