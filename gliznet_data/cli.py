@@ -49,16 +49,16 @@ class _RateColumn(TextColumn):
 
 @app.command()
 def generate(
-    provider: Optional[str] = typer.Option(None, help=f"LLM service: {' or '.join(PROVIDERS)} [default: groq]"),
-    n: Optional[int] = typer.Option(None, "--n", "-n", help="Valid, unique records to produce [default: 1000]"),
-    model: Optional[str] = typer.Option(None, help="Model name [default: the provider's default]"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for shards and manifest [default: data]"),
-    seed: Optional[int] = typer.Option(None, help="Seed of the parameter draws; same seed, same requests [default: 0]"),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight [default: 16]"),
-    examples_per_request: Optional[int] = typer.Option(None, "--k", help="Examples asked per request [default: 5]"),
+    provider: Optional[str] = typer.Option(None, help=f"LLM service: {' or '.join(PROVIDERS)} \\[default: groq]"),
+    n: Optional[int] = typer.Option(None, "--n", "-n", help="Valid, unique records to produce \\[default: 1000]"),
+    model: Optional[str] = typer.Option(None, help="Model name \\[default: the provider's default]"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for shards and manifest \\[default: data]"),
+    seed: Optional[int] = typer.Option(None, help="Seed of the parameter draws; same seed, same requests \\[default: 0]"),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight \\[default: 16]"),
+    examples_per_request: Optional[int] = typer.Option(None, "--k", help="Examples asked per request \\[default: 5]"),
     rpm: Optional[float] = typer.Option(None, help="Requests-per-minute limit"),
     tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit"),
-    timeout: Optional[float] = typer.Option(None, help="Seconds per request [default: 60]"),
+    timeout: Optional[float] = typer.Option(None, help="Seconds per request \\[default: 60]"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its generate: section sets anything not given as a flag"),
 ) -> None:
     """Generate N valid records with hard negatives into Parquet shards.
@@ -147,11 +147,11 @@ app.add_typer(batch_app, name="batch")
 @batch_app.command("export")
 def batch_export(
     output: Path = typer.Option(..., "--output", "-o", help="The requests file to write (JSONL)"),
-    n: Optional[int] = typer.Option(None, "--n", "-n", help="Records wanted; exports ceil(N / k) requests [default: 1000]"),
+    n: Optional[int] = typer.Option(None, "--n", "-n", help="Records wanted; exports ceil(N / k) requests \\[default: 1000]"),
     requests: Optional[int] = typer.Option(None, "--requests", help="Export exactly this many requests instead"),
-    seed: Optional[int] = typer.Option(None, help="Seed of the parameter draws [default: 0]"),
-    model: Optional[str] = typer.Option(None, help="Model named in every request [default: the Groq default]"),
-    examples_per_request: Optional[int] = typer.Option(None, "--k", help="Examples asked per request [default: 5]"),
+    seed: Optional[int] = typer.Option(None, help="Seed of the parameter draws \\[default: 0]"),
+    model: Optional[str] = typer.Option(None, help="Model named in every request \\[default: the Groq default]"),
+    examples_per_request: Optional[int] = typer.Option(None, "--k", help="Examples asked per request \\[default: 5]"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its generate: section applies"),
 ) -> None:
     """Write the requests `generate` would send, one OpenAI/Groq batch line each (same seed, same file)."""
@@ -168,7 +168,7 @@ def batch_submit(
     requests_file: Path = typer.Argument(..., help="A requests file from `gliznet-data batch export`"),
     provider: str = typer.Option("groq", help="Batch service (groq)"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Reattach to this batch id instead of uploading"),
-    results: Optional[Path] = typer.Option(None, "--results", help="Where to save results [default: beside the requests]"),
+    results: Optional[Path] = typer.Option(None, "--results", help="Where to save results \\[default: beside the requests]"),
     poll: float = typer.Option(15.0, help="Seconds between status checks"),
     window: str = typer.Option("24h", help="Completion window, 24h to 7d"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its generate: section applies"),
@@ -201,7 +201,7 @@ def batch_ingest(
     requests_file: Path = typer.Option(..., "--requests", help="The requests file the results answer"),
     output: Path = typer.Option(..., "--output", "-o", help="Shard folder to write (or to add to)"),
     provider_name: str = typer.Option("groq-batch", help="Provider written into each record's provenance"),
-    model_name: Optional[str] = typer.Option(None, help="Model written into provenance [default: each result's model]"),
+    model_name: Optional[str] = typer.Option(None, help="Model written into provenance \\[default: each result's model]"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config of the export (diversity, limits)"),
 ) -> None:
     """Parse, validate and dedupe batch results into shards and a manifest, exactly as `generate` does."""
