@@ -52,9 +52,11 @@ REJECT_REASONS: dict[str, str] = {
 
 # Tab and newline are ordinary text; every other C0/C1 control character is debris.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# A person may well open with "Sure," or "I can't": only the assistant's own framing is debris.
 _META_START = re.compile(
-    r"^\W*(here (is|are)|sure[,!. ]|certainly[,!. ]|of course[,!. ]|okay[,!. ]|as an ai|as a language model|"
-    r"i('m| am) (sorry|unable)|i can(no|')t|example\s*\d*\s*:|text\s*:)",
+    r"^\W*((sure|certainly|of course|okay|ok)\W+)?(here (is|are)\b.{0,30}\b(examples?|texts?|samples?|records?|json|"
+    r"outputs?|data(set)?)\b|i (can(no|')t|am unable to|'m unable to) (help|assist|comply|create|generate|provide|write)\b|"
+    r"example\s*\d*\s*:|text\s*:)",
     re.IGNORECASE,
 )
 # Searched for as plain substrings of the lower-cased text: far faster than a regex alternation.

@@ -44,7 +44,8 @@ def test_empty_text(text):
 
 @pytest.mark.parametrize("text", [
     "Here are five examples about banking and rates for you.",
-    "Sure! The bank raised rates today.",
+    "Sure! Here are the texts: the bank raised rates today.",
+    "I cannot generate content about that bank.",
     "As an AI language model, I think rates went up.",
     "```json the bank raised rates```",
     '{"text": "rates", "labels": ["x"]}',
@@ -53,6 +54,16 @@ def test_empty_text(text):
 ])
 def test_meta_talk_and_debris(text):
     assert reason_of(good(text=text)) == "meta_text"
+
+
+@pytest.mark.parametrize("text", [
+    "I can't log in to my banking app since the rate update.",
+    "Sure, I'll bring the mortgage forms tomorrow morning.",
+    "I'm sorry to bother you again about the rate change.",
+    "Here is my account number, please check the new rate.",
+])
+def test_people_may_open_like_an_assistant(text):
+    Record.model_validate(good(text=text))
 
 
 def test_control_characters_in_text_and_labels():
