@@ -105,7 +105,9 @@ def _plan_for(config: GenerateConfig, requests: dict[str, dict[str, Any]], path:
     seeds, ks = {i["seed"] for i in ids}, {i["k"] for i in ids}
     if len(seeds) != 1 or len(ks) != 1:
         raise UserError(f"{path} mixes runs (seeds {sorted(seeds)}, k {sorted(ks)}); ingest one export at a time")
-    config = config.model_copy(update={"seed": seeds.pop(), "examples_per_request": ks.pop()})
+    k = ks.pop()
+    # n records the most the export can yield; an ingest keeps every valid record it finds.
+    config = config.model_copy(update={"seed": seeds.pop(), "examples_per_request": k, "n": len(requests) * k})
     plan = Plan(config)
     fingerprint = plan.fingerprint()
     first = ids[0]

