@@ -1,8 +1,183 @@
-"""gliznet-model: train and evaluate GliZNet (coming next; see the README)."""
+"""gliznet-model: train GliZNet on zero-shot data and evaluate it beside baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+from .data import DataError
+from .evaluation import BENCHMARK_NAMES, BenchmarkError
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+
+def _guard(action: Callable[[], T]) -> T:
+    """User errors (bad data, a missing model, an unknown benchmark or setting) become one line and exit 2."""
+    from pydantic import ValidationError
+
+    try:
+        return action()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        err.print(f"[bold red]error:[/] invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}",
+                  soft_wrap=True)
+    except (DataError, BenchmarkError, ValueError, OSError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=False)
+    except KeyboardInterrupt:
+        err.print("interrupted: rerun with --resume to continue from the last checkpoint")
+        raise typer.Exit(130) from None
+    raise typer.Exit(2)
+
+
+def _losses(spec: str | None) -> dict[str, float] | None:
+    """'supcon=1,repulsion=0.1,decoupled_bce=1' or 'bce' -> {name: weight}."""
+    if not spec:
+        return None
+    losses = {}
+    for part in spec.split(","):
+        name, _, weight = part.strip().partition("=")
+        try:
+            losses[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"--loss: {part!r} is not NAME or NAME=WEIGHT") from None
+    return losses
+
+
+def _read_section(path: Optional[Path], section: str) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ValueError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    body = data.get(section, data) if isinstance(data, dict) else None
+    if not isinstance(body, dict):
+        raise ValueError(f"config {path}: section {section!r} must be a mapping")
+    return body
+
+
+@app.command()
+def train(
+    data: str = typer.Argument(..., help="Shard folder (searched recursively), a Parquet/JSONL file, or a Hub dataset id"),
+    backbone: Optional[str] = typer.Option(None, help="Encoder Hub id or folder \\[default: offline all-MiniLM-L6-v2]"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Run folder \\[default: runs/gliznet]"),
+    epochs: Optional[int] = typer.Option(None, help="Epochs \\[default: 3]"),
+    max_steps: Optional[int] = typer.Option(None, help="Optimizer steps; overrides --epochs"),
+    batch_size: Optional[int] = typer.Option(None, help="Examples per batch and process \\[default: 16]"),
+    lr: Optional[float] = typer.Option(None, help="Backbone learning rate \\[default: 3e-5]"),
+    head_lr: Optional[float] = typer.Option(None, help="Projection and scorer learning rate \\[default: 1e-3]"),
+    warmup_ratio: Optional[float] = typer.Option(None, help="Share of steps with linear warm-up \\[default: 0.1]"),
+    weight_decay: Optional[float] = typer.Option(None, help="AdamW weight decay \\[default: 0.01]"),
+    grad_accum: Optional[int] = typer.Option(None, help="Batches per optimizer step \\[default: 1]"),
+    max_length: Optional[int] = typer.Option(None, help="Joint sequence length in tokens \\[default: 256]"),
+    max_labels: Optional[int] = typer.Option(None, help="Labels per example; positives always kept \\[default: 16]"),
+    negatives: Optional[str] = typer.Option(None, help="hard (the record's not_labels), random (other records' "
+                                                       "labels) or none \\[default: hard]"),
+    similarity: Optional[str] = typer.Option(None, help="cosine, dot or bilinear \\[default: cosine]"),
+    pooling: Optional[str] = typer.Option(None, help="Label vector: mean, first, lab or attention \\[default: mean]"),
+    loss: Optional[str] = typer.Option(None, "--loss", help="Losses and weights, e.g. 'bce', 'hybrid' or "
+                                                            "'supcon=1,repulsion=0.1,decoupled_bce=1' (the default)"),
+    seed: Optional[int] = typer.Option(None, help="Seed of data order, label sampling and init \\[default: 42]"),
+    precision: Optional[str] = typer.Option(None, help="no, bf16 or fp16 (GPU) \\[default: no]"),
+    eval_every: Optional[int] = typer.Option(None, help="Steps between validations \\[default: each epoch]"),
+    patience: Optional[int] = typer.Option(None, help="Validations without improvement before stopping \\[default: 3]"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in --output-dir"),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Upload the best model to this Hub repo"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its train: section sets anything "
+                                                                 "not given as a flag"),
+) -> None:
+    """Train GliZNet; the best checkpoint is saved as a Hugging Face model folder with a model card.
+
+    Runs on CPU, one GPU, or several with `accelerate launch -m gliznet_model.cli train ...`.
+    Writes metrics.jsonl, checkpoints/ and train_summary.json in the output folder.
+    """
+    flags = dict(data=data, backbone=backbone, output_dir=output_dir, epochs=epochs, max_steps=max_steps,
+                 batch_size=batch_size, lr=lr, head_lr=head_lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+                 grad_accum=grad_accum, max_length=max_length, max_labels=max_labels, negatives=negatives,
+                 similarity=similarity, pooling=pooling, seed=seed, precision=precision, eval_every=eval_every,
+                 patience=patience, push_to_hub=push_to_hub)
+
+    def body() -> dict[str, Any]:
+        from .training import StepInfo, TrainConfig, train as run_train
+
+        values = _read_section(config, "train") | {k: v for k, v in flags.items() if v is not None}
+        if loss:
+            values["losses"] = _losses(loss)
+        values["resume"] = resume or values.get("resume", False)
+        settings = TrainConfig.model_validate(values)
+        with Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("step {task.completed}/{task.total}"),
+                      TextColumn("loss {task.fields[loss]:.4f} · lr {task.fields[lr]:.2e} · {task.fields[rate]:.1f} ex/s"),
+                      TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("train", total=None, loss=float("nan"), lr=0.0, rate=0.0)
+
+            def step(info: StepInfo) -> None:
+                bar.update(task, completed=info.step, total=info.total, loss=info.loss, lr=info.lr,
+                           rate=info.examples_per_second)
+
+            def evaluated(entry: dict[str, Any]) -> None:
+                metrics = entry["validation"]
+                shown = " · ".join(f"{k} {metrics[k]:.3f}" for k in ("roc_auc", "f1_micro_best", "mrr") if k in metrics)
+                bar.console.print(f"step {entry['step']}: validation {shown}")
+
+            return run_train(settings, step, evaluated)
+
+    summary = _guard(body)
+    best = summary["best"] or {}
+    out.print(f"{summary['steps']} steps{' (early stop)' if summary['early_stopped'] else ''}; best step "
+              f"{best.get('step')} ({best.get('value', float('nan')):.4f}) saved to {summary['output_dir']}",
+              soft_wrap=True)
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., help="A trained GliZNet folder or Hub id"),
+    data: Optional[list[str]] = typer.Option(None, "--data", help="Evaluation data: a shard folder, Parquet/JSONL "
+                                                                  "file or Hub dataset id; repeatable"),
+    benchmark: Optional[list[str]] = typer.Option(None, "--benchmark", help=f"One of {', '.join(BENCHMARK_NAMES)}; "
+                                                                            "repeatable"),
+    baseline: Optional[list[str]] = typer.Option(None, "--baseline", help="embedding, nli or untrained; repeatable"),
+    split: Optional[str] = typer.Option(None, help="Split of --data \\[default: test if there is one, else the "
+                                                   "held-out validation split training used]"),
+    text_column: Optional[str] = typer.Option(None, help="Text column of --data (single-label data)"),
+    label_column: Optional[str] = typer.Option(None, help="Class column of --data: makes it single-label"),
+    limit: Optional[int] = typer.Option(None, help="Evaluate a seeded random subset of this many texts per dataset"),
+    embedding_model: Optional[str] = typer.Option(None, help="Sentence-transformers model of the embedding "
+                                                             "baseline \\[default: offline all-MiniLM-L6-v2]"),
+    nli_model: Optional[str] = typer.Option(None, help="NLI model (path or Hub id) of the nli baseline"),
+    batch_size: int = typer.Option(32, help="Texts per forward pass"),
+    seed: int = typer.Option(42, help="Seed of the held-out split of local data and of --limit"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here"),
+) -> None:
+    """Score GliZNet (and baselines) on benchmarks and held-out data; print a Markdown table."""
+    def body() -> list[dict[str, Any]]:
+        from .evaluation import run_evaluation
+
+        return run_evaluation(model, data or [], benchmark or [], baseline or [], split=split,
+                              text_column=text_column, label_column=label_column, limit=limit,
+                              embedding_model=embedding_model, nli_model=nli_model, batch_size=batch_size, seed=seed,
+                              on_result=lambda r: err.print(f"{r['dataset']} · {r['system']}: done "
+                                                            f"({r['texts_per_second']:.1f} texts/s)"))
+
+    results = _guard(body)
+    from .evaluation import markdown_table
+
+    out.print(markdown_table(results), soft_wrap=True, markup=False)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 @app.command()
@@ -11,3 +186,7 @@ def version() -> None:
     from importlib.metadata import version as dist_version
 
     typer.echo(dist_version("gliznet"))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,81 @@
+"""Baselines scored beside GliZNet on the same data in the same run.
+
+- embedding: a sentence-transformers bi-encoder; cosine between text and label embeddings, label
+  embeddings computed once and cached (what a bi-encoder deployment does).
+- nli: an NLI cross-encoder through the transformers zero-shot pipeline, one pair per (text, label).
+- untrained: GliZNet freshly built on the same backbone, to show what training adds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backbones import default_backbone
+from .evaluation import BenchmarkError, System
+
+BASELINES = ("embedding", "nli", "untrained")
+
+
+def gliznet_system(model: Any, tokenizer: Any, name: str = "gliznet", batch_size: int = 32) -> System:
+    def score(texts: list[str], candidates: list[list[str]]) -> list[np.ndarray]:
+        flat, offsets = model.predict_logits(texts, candidates, tokenizer, batch_size=batch_size, activation="sigmoid")
+        probabilities = 1.0 / (1.0 + np.exp(-flat.astype(np.float64)))
+        bounds = np.append(offsets, len(flat))
+        return [probabilities[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    return System(name, score, probabilities=True)
+
+
+def embedding_system(model_name_or_path: str | None = None, batch_size: int = 32) -> System:
+    from sentence_transformers import SentenceTransformer
+
+    path = model_name_or_path or default_backbone()
+    try:
+        encoder = SentenceTransformer(path)
+    except Exception as exc:  # a missing folder or an unreachable Hub raise many types
+        raise BenchmarkError(f"cannot load embedding model {path}: {str(exc).splitlines()[0][:200]}") from None
+    cache: dict[str, np.ndarray] = {}
+
+    def score(texts: list[str], candidates: list[list[str]]) -> list[np.ndarray]:
+        new = list(dict.fromkeys(label for labels in candidates for label in labels if label not in cache))
+        if new:
+            cache.update(zip(new, encoder.encode(new, batch_size=batch_size, normalize_embeddings=True)))
+        vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+        return [np.array([float(vector @ cache[label]) for label in labels]) for vector, labels in zip(vectors, candidates)]
+
+    name = "embedding" if model_name_or_path is None else f"embedding ({model_name_or_path})"
+    return System(name, score, probabilities=False)
+
+
+def nli_system(model_name_or_path: str, batch_size: int = 32, hypothesis: str = "This example is about {}.") -> System:
+    import torch
+    from transformers import pipeline
+
+    try:
+        classifier = pipeline("zero-shot-classification", model=model_name_or_path,
+                              device=0 if torch.cuda.is_available() else -1)
+    except Exception as exc:
+        raise BenchmarkError(f"cannot load NLI model {model_name_or_path}: {str(exc).splitlines()[0][:200]}") from None
+
+    def score(texts: list[str], candidates: list[list[str]]) -> list[np.ndarray]:
+        out = []
+        for text, labels in zip(texts, candidates):
+            result = classifier(text, candidate_labels=labels, multi_label=True, hypothesis_template=hypothesis,
+                                batch_size=batch_size)
+            by_label = dict(zip(result["labels"], result["scores"]))
+            out.append(np.array([by_label[label] for label in labels]))
+        return out
+
+    return System(f"nli ({model_name_or_path})", score, probabilities=True)
+
+
+def untrained_system(backbone: str | None = None, batch_size: int = 32, **config: Any) -> System:
+    from .modeling import GliZNetForSequenceClassification
+    from .tokenizer import GliZNETTokenizer
+
+    path = backbone or default_backbone()
+    tokenizer = GliZNETTokenizer.from_pretrained(path)
+    model = GliZNetForSequenceClassification.from_backbone(path, tokenizer=tokenizer, **config)
+    return gliznet_system(model.eval(), tokenizer, "gliznet (untrained)", batch_size)

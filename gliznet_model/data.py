@@ -1,0 +1,167 @@
+"""Training data: shards, files or Hub datasets with the columns ``text`` (or ``sentence``),
+``labels`` and ``not_labels``, turned into per-epoch label sets and batches.
+
+The contract with ``gliznet_data`` is only those columns; nothing is imported from it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+TEXT_COLUMNS = ("text", "sentence")
+Negatives = Literal["hard", "random", "none"]
+
+
+class DataError(ValueError):
+    """Data that cannot be used as given: missing, empty, or without the expected columns."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    labels: tuple[str, ...]
+    not_labels: tuple[str, ...]
+
+
+def _table_to_examples(columns: dict[str, list[Any]], where: str) -> list[Example]:
+    text_column = next((c for c in TEXT_COLUMNS if c in columns), None)
+    missing = [c for c in ("labels", "not_labels") if c not in columns]
+    if text_column is None or missing:
+        need = (["text (or sentence)"] if text_column is None else []) + missing
+        raise DataError(f"{where} lacks column(s) {', '.join(need)} (found: {', '.join(columns) or 'none'})")
+    examples = [
+        Example(str(text), tuple(labels or ()), tuple(negatives or ()))
+        for text, labels, negatives in zip(columns[text_column], columns["labels"], columns["not_labels"])
+        if isinstance(text, str) and text.strip() and labels
+    ]
+    if not examples:
+        raise DataError(f"{where} holds no usable examples (a text and at least one label)")
+    return examples
+
+
+def _read_files(files: list[Path]) -> list[Example]:
+    import pyarrow as pa
+    import pyarrow.json as pa_json
+    import pyarrow.parquet as pq
+
+    tables = []
+    for file in files:
+        try:
+            tables.append(pa_json.read_json(file) if file.suffix in (".jsonl", ".json") else pq.read_table(file))
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"cannot read {file}: {str(exc).splitlines()[0][:200]}") from None
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return _table_to_examples(table.to_pydict(), str(files[0].parent if len(files) > 1 else files[0]))
+
+
+def load_splits(source: str | Path, validation_fraction: float = 0.1, seed: int = 0) -> dict[str, list[Example]]:
+    """``train`` and ``validation`` (and ``test`` when the source has one) from a folder of Parquet
+    shards (searched recursively), a Parquet/JSONL file, or a Hub dataset id.
+
+    A source without a validation split gets a seeded ``validation_fraction`` split of its training data.
+    """
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith("."))
+        if not files:
+            raise DataError(f"no Parquet files under {path}")
+        splits = {"train": _read_files(files)}
+    elif path.is_file():
+        splits = {"train": _read_files([path])}
+    elif str(source).count("/") == 1 and not path.suffix and not str(source).startswith((".", "/")):
+        splits = _load_hub(str(source))  # OWNER/NAME that is not a local path
+    else:
+        raise DataError(f"{source} does not exist")
+    if "validation" not in splits:
+        train = splits["train"]
+        order = np.random.default_rng(seed).permutation(len(train))
+        cut = max(1, int(round(len(train) * validation_fraction))) if len(train) > 1 else 0
+        splits["validation"] = [train[i] for i in order[:cut]]
+        splits["train"] = [train[i] for i in order[cut:]]
+    if not splits["train"]:
+        raise DataError(f"{source} has too few examples to train on")
+    return splits
+
+
+def _load_hub(dataset_id: str) -> dict[str, list[Example]]:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(dataset_id)
+    except Exception as exc:  # datasets raises many types for a missing repo or no network
+        raise DataError(f"{dataset_id} is not a local path and loading it from the Hub failed: "
+                        f"{str(exc).splitlines()[0][:200]}") from None
+    names = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation", "test": "test"}
+    splits = {names[s]: _table_to_examples(loaded[s].to_dict(), f"{dataset_id}[{s}]") for s in loaded if s in names}
+    if "train" not in splits:
+        raise DataError(f"{dataset_id} has no train split (splits: {', '.join(loaded)})")
+    return splits
+
+
+@dataclass(frozen=True)
+class LabelSampling:
+    """How one epoch presents an example: every positive, negatives by ``negatives``, at most
+    ``max_labels`` in all (positives are never dropped), in a fresh order."""
+
+    negatives: Negatives = "hard"
+    max_labels: int = 16
+    underscore_rate: float = 0.5  # how often an underscored label is shown with spaces instead
+
+
+class LabelSampler:
+    def __init__(self, examples: Sequence[Example], sampling: LabelSampling, seed: int):
+        if sampling.negatives not in ("hard", "random", "none"):
+            raise ValueError(f"negatives must be hard, random or none, got {sampling.negatives!r}")
+        self.examples = examples
+        self.sampling = sampling
+        self.seed = seed
+        # Every label seen in the data, for "random" negatives drawn from other records.
+        self.pool = sorted({label for ex in examples for label in (*ex.labels, *ex.not_labels)})
+
+    def _spell(self, label: str, rng: random.Random) -> str:
+        return label.replace("_", " ") if "_" in label and rng.random() < self.sampling.underscore_rate else label
+
+    def sample(self, index: int, epoch: int) -> tuple[list[str], list[float]]:
+        """Labels and targets (1 positive, 0 negative) of example ``index`` in ``epoch``: the same
+        arguments always give the same answer, which makes resumed training exact."""
+        rng = random.Random(f"{self.seed}:{epoch}:{index}")
+        example = self.examples[index]
+        positives = list(dict.fromkeys(example.labels))
+        room = max(0, self.sampling.max_labels - len(positives))
+        if self.sampling.negatives == "hard":
+            negatives = [x for x in dict.fromkeys(example.not_labels) if x not in positives]
+            negatives = rng.sample(negatives, min(room, len(negatives)))
+        elif self.sampling.negatives == "random":
+            wanted = min(room, max(1, len(example.not_labels)))
+            own = set(positives) | set(example.not_labels)
+            negatives = []
+            for _ in range(wanted * 4):  # rejection sampling; the pool is large next to one record
+                if len(negatives) == wanted or not self.pool:
+                    break
+                candidate = rng.choice(self.pool)
+                if candidate not in own and candidate not in negatives:
+                    negatives.append(candidate)
+        else:
+            negatives = []
+        pairs = [(label, 1.0) for label in positives] + [(label, 0.0) for label in negatives]
+        rng.shuffle(pairs)
+        labels, targets = [], []
+        seen = set()
+        for label, target in pairs:
+            shown = self._spell(label, rng)
+            if shown in seen:  # "a_b" shown as "a b" next to a real "a b"
+                shown = label
+            seen.add(shown)
+            labels.append(shown)
+            targets.append(target)
+        return labels, targets
+
+
+def epoch_order(size: int, epoch: int, seed: int) -> np.ndarray:
+    """The example order of one epoch, a pure function of (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(size)

@@ -1,0 +1,341 @@
+"""Training with accelerate: the same loop on CPU, one GPU, or several (``accelerate launch``).
+
+Determinism is built in so that ``resume`` reproduces an uninterrupted run: the example order of
+an epoch and each example's label set are pure functions of (seed, epoch, index), and a
+checkpoint stores the model, optimizer, scheduler and RNG states plus where in the epoch it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from .backbones import default_backbone
+from .data import Example, LabelSampler, LabelSampling, epoch_order, load_splits
+from .evaluation import multilabel_metrics, multilabel_set
+from .modeling import GliZNetForSequenceClassification
+from .tokenizer import GliZNETTokenizer
+
+STATE_FILE = "trainer_state.json"
+
+
+class TrainConfig(BaseModel):
+    """Everything ``gliznet-model train`` can be told (flags or the config's ``train:`` section)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    backbone: str | None = Field(None, description="Hub id or folder; default: the offline all-MiniLM-L6-v2")
+    output_dir: Path = Path("runs/gliznet")
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(3e-5, gt=0, description="backbone learning rate")
+    head_lr: float = Field(1e-3, gt=0, description="projections and scorer")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_accum: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_length: int = Field(256, ge=16)
+    min_text_tokens: int | None = Field(None, ge=1, description="text kept when labels crowd it; default max_length/2")
+    max_labels: int = Field(16, ge=1, description="labels per example; positives are always kept")
+    negatives: Literal["hard", "random", "none"] = "hard"
+    similarity: Literal["cosine", "dot", "bilinear"] = "cosine"
+    pooling: Literal["mean", "first", "lab", "attention"] = "mean"
+    projection_dim: int | None = Field(None, ge=1)
+    losses: dict[str, float] | None = Field(None, description="loss name -> weight; default: the config's")
+    seed: int = 42
+    precision: Literal["no", "bf16", "fp16"] = "no"
+    eval_every: int | None = Field(None, ge=1, description="optimizer steps between evaluations; default: each epoch")
+    patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
+    metric: str = Field("roc_auc", description="validation metric to maximize")
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    max_eval_examples: int | None = Field(1000, ge=1)
+    log_every: int = Field(10, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    resume: bool = False
+    push_to_hub: str | None = None
+
+
+class StepInfo(BaseModel):
+    step: int
+    total: int
+    epoch: int
+    loss: float
+    lr: float
+    examples_per_second: float
+
+
+def _param_groups(model: GliZNetForSequenceClassification, config: TrainConfig) -> list[dict[str, Any]]:
+    """Backbone and head get their own rates; biases and norms get no weight decay."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        head = not name.startswith("backbone.")
+        decay = param.ndim > 1 and "norm" not in name.lower()
+        groups.setdefault((head, decay), []).append(param)
+    return [{"params": params, "lr": config.head_lr if head else config.lr,
+             "weight_decay": config.weight_decay if decay else 0.0}
+            for (head, decay), params in groups.items()]
+
+
+class _EpochData(torch.utils.data.Dataset):
+    def __init__(self, examples: list[Example], sampler: LabelSampler, order: Any, epoch: int):
+        self.examples, self.sampler, self.order, self.epoch = examples, sampler, order, epoch
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> tuple[str, list[str], list[float]]:
+        index = int(self.order[i])
+        labels, targets = self.sampler.sample(index, self.epoch)
+        return self.examples[index].text, labels, targets
+
+
+class _Collator:
+    """Tokenizes a batch for training. Training rows cannot be chunked, so an example whose labels
+    would squeeze the text below ``min_text_tokens`` loses hard negatives (never positives) until they fit."""
+
+    def __init__(self, tokenizer: GliZNETTokenizer):
+        self.tokenizer = tokenizer
+        self.budget = tokenizer.max_length - 2 - tokenizer.min_text_tokens
+        self.cost: dict[str, int] = {}
+
+    def _fit(self, labels: list[str], targets: list[float]) -> tuple[list[str], list[float]]:
+        missing = [label for label in labels if label not in self.cost]
+        if missing:
+            ids = self.tokenizer.tokenizer(missing, add_special_tokens=False)["input_ids"]
+            self.cost.update((label, len(tokens) + 1) for label, tokens in zip(missing, ids))  # +1: [LAB]
+        labels, targets = list(labels), list(targets)
+        while sum(self.cost[label] for label in labels) > self.budget and 0.0 in targets:
+            drop = len(targets) - 1 - targets[::-1].index(0.0)
+            del labels[drop], targets[drop]
+        return labels, targets
+
+    def __call__(self, items: list[tuple[str, list[str], list[float]]]) -> Any:
+        fitted = [self._fit(labels, targets) for _, labels, targets in items]
+        return self.tokenizer([text for text, _, _ in items], [labels for labels, _ in fitted],
+                              targets=[targets for _, targets in fitted])
+
+
+def validate(model: GliZNetForSequenceClassification, tokenizer: GliZNETTokenizer, examples: list[Example],
+             batch_size: int) -> dict[str, float]:
+    """Metrics on held-out examples with all their positives and hard negatives as candidates."""
+    data = multilabel_set("validation", [e.text for e in examples], [e.labels for e in examples],
+                          [e.not_labels for e in examples])
+    flat, offsets = model.predict_logits(data.texts, data.candidates, tokenizer, batch_size=batch_size)
+    probabilities = 1.0 / (1.0 + torch.exp(-torch.from_numpy(flat).double())).numpy()
+    bounds = list(offsets) + [len(flat)]
+    scores = [probabilities[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return multilabel_metrics(data.candidates, data.targets, scores)
+
+
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    checkpoints = sorted((output_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    return next((p for p in reversed(checkpoints) if (p / STATE_FILE).exists()), None)
+
+
+def _model_card(config: TrainConfig, backbone: str, splits: dict[str, list[Example]], best: dict[str, Any]) -> str:
+    from huggingface_hub import ModelCardData
+
+    data = ModelCardData(library_name="transformers", pipeline_tag="zero-shot-classification", license="apache-2.0",
+                         language="en", tags=["gliznet", "zero-shot-classification", "text-classification"],
+                         base_model=backbone if "/" in backbone and not Path(backbone).exists() else None)
+    hyper = config.model_dump(mode="json", exclude={"data", "output_dir", "resume", "push_to_hub", "backbone"})
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in best.get("metrics", {}).items() if isinstance(v, float))
+    return f"""---
+{data.to_yaml()}
+---
+
+# GliZNet zero-shot classifier
+
+GliZNet reads `[CLS] text [LAB] label1 [LAB] label2 ... [SEP]` in one encoder pass and scores every candidate label
+against the text, so its cost barely grows with the number of labels.
+
+```python
+from gliznet_model import GliZNetForSequenceClassification
+
+model, tokenizer = GliZNetForSequenceClassification.from_pretrained_with_tokenizer("PATH_OR_REPO")
+model.predict_example("The striker scored twice in the derby.", ["sports", "politics", "finance"], tokenizer)
+```
+
+## Training
+
+- Backbone: `{backbone}`
+- Data: `{config.data}` ({len(splits['train']):,} training and {len(splits['validation']):,} validation examples;
+  columns `text`, `labels`, `not_labels`); negatives: `{config.negatives}`
+- Best checkpoint: step {best.get('step')} of the run, chosen on validation `{config.metric}`
+- Hyperparameters: `{json.dumps(hyper)}`
+
+## Validation metrics (best checkpoint)
+
+| metric | value |
+|---|---:|
+{metrics}
+
+## Intended use and limitations
+
+Zero-shot classification of English texts against labels given at inference time, multi-label with sigmoid scores or
+single-label with softmax/argmax. Scores are not calibrated across label sets; pick a threshold on data of your own.
+The model inherits the biases of its backbone and of its (possibly synthetic) training data, and was validated on
+held-out examples of that data, not on your domain.
+"""
+
+
+def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
+          on_eval: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train, evaluate, early-stop and save; returns the run summary (also written as train_summary.json)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.precision)
+    set_seed(config.seed)
+    output = config.output_dir
+    splits = load_splits(config.data, config.validation_fraction, config.seed)
+    train_set, val_set = splits["train"], splits["validation"][: config.max_eval_examples]
+    backbone = config.backbone or default_backbone()
+
+    tokenizer = GliZNETTokenizer.from_pretrained(
+        backbone, max_length=config.max_length, min_text_tokens=config.min_text_tokens or config.max_length // 2)
+    model_kwargs: dict[str, Any] = {"similarity": config.similarity, "pooling": config.pooling,
+                                    "projection_dim": config.projection_dim}
+    if config.losses is not None:
+        model_kwargs["losses"] = config.losses
+    model = GliZNetForSequenceClassification.from_backbone(backbone, tokenizer=tokenizer, **model_kwargs)
+    sampler = LabelSampler(train_set, LabelSampling(config.negatives, config.max_labels), config.seed)
+
+    batches_per_epoch = math.ceil(len(train_set) / (config.batch_size * accelerator.num_processes))
+    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    optimizer = torch.optim.AdamW(_param_groups(model, config))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "history": []}
+    checkpoint = _latest_checkpoint(output) if config.resume else None
+    if config.resume and checkpoint is None:
+        accelerator.print(f"no checkpoint under {output / 'checkpoints'}: starting from scratch")
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        if accelerator.is_main_process:  # drop what was logged after the checkpoint: it will be logged again
+            lines = (output / "metrics.jsonl").read_text().splitlines()
+            kept = [line for line in lines if json.loads(line)["step"] <= state["step"]]
+            (output / "metrics.jsonl").write_text("".join(line + "\n" for line in kept))
+    elif accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "metrics.jsonl").write_text("")
+
+    def log(entry: dict[str, Any]) -> None:
+        if accelerator.is_main_process:
+            with (output / "metrics.jsonl").open("a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+    def save_checkpoint() -> None:
+        directory = output / "checkpoints" / f"step-{state['step']:07d}"
+        accelerator.save_state(str(directory))
+        if accelerator.is_main_process:
+            (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
+            old = sorted((output / "checkpoints").glob("step-*"))[: -config.keep_checkpoints]
+            for path in old:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def evaluate_and_maybe_stop() -> bool:
+        unwrapped = accelerator.unwrap_model(model)
+        if accelerator.is_main_process:
+            metrics = validate(unwrapped, tokenizer, val_set, config.batch_size) if val_set else {}
+            value = metrics.get(config.metric)
+            if value is None and val_set:
+                raise ValueError(f"unknown validation metric {config.metric!r} (have: {', '.join(metrics)})")
+            entry = {"step": state["step"], "epoch": state["epoch"], "validation": metrics}
+            state["history"].append(entry)
+            log(entry)
+            improved = value is not None and (state["best"] is None or value > state["best"]["value"])
+            if improved or not val_set:
+                state["best"] = {"step": state["step"], "value": value, "metrics": metrics}
+                state["bad_evals"] = 0
+                unwrapped.save_pretrained(output, safe_serialization=True)
+                tokenizer.save_pretrained(output)
+                (output / "README.md").write_text(_model_card(config, backbone, splits, state["best"]))
+            else:
+                state["bad_evals"] += 1
+            if on_eval:
+                on_eval(entry)
+            if state["bad_evals"] >= config.patience:
+                accelerator.set_trigger()
+        accelerator.wait_for_everyone()
+        save_checkpoint()
+        return accelerator.check_trigger()
+
+    collate = _Collator(tokenizer)
+
+    model.train()
+    stopped = False
+    running, batches, seen, tick = 0.0, 0, 0, time.perf_counter()
+    while state["epoch"] < epochs and state["step"] < total_steps and not stopped:
+        order = epoch_order(len(train_set), state["epoch"], config.seed)
+        loader = accelerator.prepare(torch.utils.data.DataLoader(
+            _EpochData(train_set, sampler, order, state["epoch"]), batch_size=config.batch_size, collate_fn=collate))
+        if state["batch"]:
+            loader = accelerator.skip_first_batches(loader, state["batch"])
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state["batch"] += 1
+            running += loss.detach().float().item()
+            batches += 1
+            seen += len(batch["input_ids"])
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            if state["step"] % config.log_every == 0 or state["step"] == total_steps:
+                elapsed = time.perf_counter() - tick
+                info = StepInfo(step=state["step"], total=total_steps, epoch=state["epoch"],
+                                loss=running / batches, lr=scheduler.get_last_lr()[0],
+                                examples_per_second=seen * accelerator.num_processes / elapsed if elapsed else 0.0)
+                log({"step": info.step, "epoch": info.epoch, "train_loss": info.loss, "lr": info.lr,
+                     "examples_per_second": info.examples_per_second})
+                if on_step:
+                    on_step(info)
+                running, batches, seen, tick = 0.0, 0, 0, time.perf_counter()
+            if config.eval_every and state["step"] % config.eval_every == 0 and evaluate_and_maybe_stop():
+                stopped = True
+                break
+            if state["step"] >= total_steps:
+                break
+        else:
+            state["epoch"], state["batch"] = state["epoch"] + 1, 0
+            if not config.eval_every and evaluate_and_maybe_stop():
+                stopped = True
+    if not state["history"] or state["history"][-1]["step"] != state["step"]:
+        evaluate_and_maybe_stop()
+
+    summary = {"output_dir": str(output), "steps": state["step"], "epochs_completed": state["epoch"],
+               "early_stopped": stopped, "best": state["best"], "backbone": backbone,
+               "train_examples": len(train_set), "validation_examples": len(val_set)}
+    if accelerator.is_main_process:
+        (output / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        if config.push_to_hub:
+            best = GliZNetForSequenceClassification.from_pretrained(output)
+            best.push_to_hub(config.push_to_hub)
+            tokenizer.push_to_hub(config.push_to_hub)
+            summary["pushed_to"] = config.push_to_hub
+    accelerator.end_training()
+    return summary
