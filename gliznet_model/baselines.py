@@ -71,11 +71,14 @@ def nli_system(model_name_or_path: str, batch_size: int = 32, hypothesis: str = 
     return System(f"nli ({model_name_or_path})", score, probabilities=True)
 
 
-def untrained_system(backbone: str | None = None, batch_size: int = 32, **config: Any) -> System:
+def untrained_system(backbone: str | None = None, batch_size: int = 32, max_length: int | None = None,
+                     min_text_tokens: int | None = None, **config: Any) -> System:
+    """GliZNet as built, before any training; give it the trained model's sequence budget to compare like with like."""
     from .modeling import GliZNetForSequenceClassification
     from .tokenizer import GliZNETTokenizer
 
     path = backbone or default_backbone()
-    tokenizer = GliZNETTokenizer.from_pretrained(path)
+    budget = {k: v for k, v in (("max_length", max_length), ("min_text_tokens", min_text_tokens)) if v is not None}
+    tokenizer = GliZNETTokenizer.from_pretrained(path, **budget)
     model = GliZNetForSequenceClassification.from_backbone(path, tokenizer=tokenizer, **config)
     return gliznet_system(model.eval(), tokenizer, "gliznet (untrained)", batch_size)

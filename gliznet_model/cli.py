@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .data import DataError
@@ -31,7 +32,7 @@ def _guard(action: Callable[[], T]) -> T:
                   soft_wrap=True)
     except (DataError, BenchmarkError, ValueError, OSError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        err.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=False)
+        err.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     except KeyboardInterrupt:
         err.print("interrupted: rerun with --resume to continue from the last checkpoint")
         raise typer.Exit(130) from None

@@ -358,8 +358,9 @@ def run_evaluation(model_path: str, data: Sequence[str], benchmarks: Sequence[st
         else:
             config = model.config
             backbone = config.encoder_name_or_path if Path(str(config.encoder_name_or_path)).exists() else None
-            systems.append(untrained_system(backbone, batch_size, similarity=config.similarity,
-                                            pooling=config.pooling, projection_dim=config.projection_dim))
+            systems.append(untrained_system(backbone, batch_size, tokenizer.max_length, tokenizer.min_text_tokens,
+                                            similarity=config.similarity, pooling=config.pooling,
+                                            projection_dim=config.projection_dim))
     results = []
     for dataset in sets:
         for system in systems:

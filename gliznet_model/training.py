@@ -285,8 +285,12 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
     running, batches, seen, tick = 0.0, 0, 0, time.perf_counter()
     while state["epoch"] < epochs and state["step"] < total_steps and not stopped:
         order = epoch_order(len(train_set), state["epoch"], config.seed)
+        # Its own generator: starting an iterator draws a seed, which must not come from the global RNG
+        # that dropout uses, or a resumed run would diverge from an uninterrupted one.
+        generator = torch.Generator().manual_seed(config.seed + state["epoch"])
         loader = accelerator.prepare(torch.utils.data.DataLoader(
-            _EpochData(train_set, sampler, order, state["epoch"]), batch_size=config.batch_size, collate_fn=collate))
+            _EpochData(train_set, sampler, order, state["epoch"]), batch_size=config.batch_size, collate_fn=collate,
+            generator=generator))
         if state["batch"]:
             loader = accelerator.skip_first_batches(loader, state["batch"])
         for batch in loader:

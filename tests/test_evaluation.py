@@ -1,0 +1,111 @@
+"""Metrics against hand-computed values, the benchmark registry, baselines, and evaluate's errors."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from gliznet_model.cli import app
+from gliznet_model.evaluation import (
+    BENCHMARKS, BenchmarkError, EvalSet, load_benchmark, load_eval_data, markdown_table, multilabel_metrics,
+    single_label_metrics,
+)
+
+runner = CliRunner()
+
+
+def test_multilabel_metrics_by_hand():
+    m = multilabel_metrics([["a", "b", "c"], ["a", "d"]], [[1, 0, 0], [0, 1]], [[0.9, 0.6, 0.1], [0.3, 0.4]])
+    assert m["pairs"] == 5
+    assert m["binary_accuracy"] == pytest.approx(3 / 5)
+    assert m["f1_micro"] == pytest.approx(0.5)  # tp 1, fp 1, fn 1
+    assert m["f1_macro"] == pytest.approx(0.25)  # a 1, b 0, c 0, d 0
+    assert m["roc_auc"] == pytest.approx(5 / 6)
+    assert m["f1_micro_best"] == pytest.approx(0.8) and m["best_threshold"] == pytest.approx(0.35)
+    assert m["precision@1"] == 1.0 and m["mrr"] == 1.0
+    assert m["precision@3"] == pytest.approx(1 / 3)
+    assert m["ndcg@3"] == pytest.approx(1.0)
+
+
+def test_ranking_metrics_when_the_positive_is_second():
+    m = multilabel_metrics([["x", "y", "z"]], [[0, 1, 0]], [[0.9, 0.5, 0.1]])
+    assert m["mrr"] == pytest.approx(0.5) and m["precision@1"] == 0.0
+    assert m["ndcg@3"] == pytest.approx(1 / np.log2(3))
+
+
+def test_single_label_metrics_by_hand():
+    scores = [[0.9, 0.1, 0.0], [0.1, 0.2, 0.7], [0.0, 0.1, 0.9], [0.2, 0.5, 0.3]]
+    m = single_label_metrics([0, 1, 2, 1], scores, 3)
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert m["f1_macro"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_bbc_reads_the_packaged_corpus():
+    bbc = load_benchmark("bbc_news")
+    assert len(bbc.texts) == 2225
+    assert bbc.class_names == ["business", "entertainment", "politics", "sports", "technology"]
+    assert np.bincount(bbc.gold).tolist() == [510, 386, 417, 511, 401]
+    assert all(c == bbc.class_names for c in bbc.candidates[:3])
+
+
+def test_registry_loading_code_on_local_files(tmp_path):
+    path = tmp_path / "ag.parquet"
+    pl.DataFrame({"text": ["Stocks rose.", "The match ended 2-1.", "New chip unveiled."],
+                  "label": [2, 1, 3]}).write_parquet(path)
+    ag = BENCHMARKS["ag_news"].load(data_files=path)
+    assert ag.class_names == ["world news", "sports", "business", "science and technology"]
+    assert ag.gold == [2, 1, 3] and ag.texts[1] == "The match ended 2-1."
+    trec = tmp_path / "trec.jsonl"
+    trec.write_text("\n".join(json.dumps({"text": t, "coarse_label": c}) for t, c in
+                              [("Who wrote Hamlet?", 3), ("Where is Lima?", 4)]) + "\n")
+    data = BENCHMARKS["trec"].load(data_files=trec)
+    assert [data.class_names[g] for g in data.gold] == ["person", "location"]
+    with pytest.raises(BenchmarkError, match="lacks column"):
+        BENCHMARKS["sst2"].load(data_files=path)  # sst2 reads "sentence"
+
+
+def test_hub_benchmarks_fail_clearly_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(BenchmarkError, match="cannot load benchmark ag_news from the Hub"):
+        load_benchmark("ag_news")
+    with pytest.raises(BenchmarkError, match="unknown benchmark"):
+        load_benchmark("glue")
+
+
+def test_local_single_label_data_and_limit(tmp_path):
+    path = tmp_path / "mine.parquet"
+    pl.DataFrame({"body": [f"text {i}" for i in range(10)], "topic": ["a", "b"] * 5}).write_parquet(path)
+    data = load_eval_data(str(path), text_column="body", label_column="topic")
+    assert data.class_names == ["a", "b"] and len(data.texts) == 10
+    small = data.limit(4, seed=1)
+    assert len(small.texts) == 4 and small.limit(4, seed=1).texts == small.texts
+
+
+def test_empty_dataset_is_an_error():
+    with pytest.raises(BenchmarkError, match="empty"):
+        EvalSet("x", [], [])
+
+
+def test_markdown_table_shows_dashes_for_missing_values():
+    table = markdown_table([{"dataset": "d", "system": "s", "accuracy": 0.5, "f1_macro": float("nan"),
+                             "texts_per_second": 12.0}])
+    assert "| d | s | 0.500 | – | 12.0 |" in table
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["nope-model-folder", "--benchmark", "bbc_news"], "does not exist"),
+    (["MODEL", "--benchmark", "glue"], "unknown benchmark 'glue'"),
+    (["MODEL"], "nothing to evaluate"),
+    (["MODEL", "--benchmark", "bbc_news", "--baseline", "nli"], "needs --nli-model"),
+    (["MODEL", "--benchmark", "bbc_news", "--baseline", "magic"], "unknown baseline"),
+])
+def test_evaluate_errors(tmp_path, args, needle):
+    args = [str(tmp_path) if a == "MODEL" else a for a in args]
+    result = runner.invoke(app, ["evaluate", *args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output

@@ -1,0 +1,178 @@
+"""Training on a tiny random backbone: loss, checkpoints, exact resume, early stopping, save/load,
+and the evaluate command with GliZNet and its baselines."""
+
+import json
+import random
+
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gliznet_model import GliZNetForSequenceClassification
+from gliznet_model.cli import app
+from gliznet_model.data import DataError, LabelSampler, LabelSampling, load_splits
+from gliznet_model.training import TrainConfig, train
+from tests.model_helpers import write_tiny_backbone
+
+TOPICS = {
+    "sports": "game team match score player won lost football tennis",
+    "politics": "election vote government minister law policy country",
+    "business": "market stock price company bank money profit economy",
+    "technology": "phone computer software data internet research science",
+    "health": "health doctor hospital medicine food weather school",
+}
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    return write_tiny_backbone(tmp_path_factory.mktemp("tiny"), max_positions=128)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Texts built from each topic's words; the other topics are the hard negatives."""
+    rng = random.Random(0)
+    rows = []
+    for i in range(120):
+        topic = rng.choice(sorted(TOPICS))
+        words = TOPICS[topic].split()
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(5, 12)))
+        others = [t for t in TOPICS if t != topic]
+        rows.append({"text": f"{text} {i}", "labels": [topic], "not_labels": rng.sample(others, 3)})
+    folder = tmp_path_factory.mktemp("shards")
+    pl.DataFrame(rows[:60]).write_parquet(folder / "shard-00000.parquet")
+    (folder / "nested").mkdir()
+    pl.DataFrame(rows[60:]).write_parquet(folder / "nested" / "shard-00001.parquet")
+    return folder
+
+
+def config(backbone, shards, out, **over):
+    values = dict(data=str(shards), backbone=backbone, output_dir=out, batch_size=8, lr=1e-3, head_lr=1e-2,
+                  max_length=96, warmup_ratio=0.0, log_every=1, seed=3)
+    return TrainConfig(**(values | over))
+
+
+def metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_loads_folders_recursively_and_splits_90_10(shards):
+    splits = load_splits(str(shards), seed=1)
+    assert len(splits["train"]) == 108 and len(splits["validation"]) == 12
+    assert load_splits(str(shards), seed=1)["validation"] == splits["validation"]
+
+
+def test_label_sampling_keeps_positives_and_reshuffles():
+    from gliznet_model.data import Example
+
+    examples = [Example("t", ("a_b", "c"), ("d", "e", "f")), Example("u", ("g",), ("h",))]
+    sampler = LabelSampler(examples, LabelSampling("hard", max_labels=3, underscore_rate=1.0), seed=0)
+    labels, targets = sampler.sample(0, epoch=0)
+    assert sorted(x for x, t in zip(labels, targets) if t == 1.0) == ["a b", "c"]
+    assert len(labels) == 3 and sampler.sample(0, 0) == (labels, targets)
+    assert {tuple(sampler.sample(0, e)[0]) for e in range(8)} != {tuple(labels)}  # order changes by epoch
+    random_negatives = LabelSampler(examples, LabelSampling("random", 8), 0).sample(1, 0)
+    assert random_negatives[1].count(0.0) == 1 and random_negatives[0][random_negatives[1].index(0.0)] not in ("g", "h")
+    assert LabelSampler(examples, LabelSampling("none", 8), 0).sample(0, 0)[1] == [1.0, 1.0]
+
+
+def test_loss_goes_down_and_the_best_model_loads(backbone, shards, tmp_path):
+    summary = train(config(backbone, shards, tmp_path, max_steps=40, eval_every=20))
+    losses = [m["train_loss"] for m in metrics(tmp_path) if "train_loss" in m]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    assert any("validation" in m for m in metrics(tmp_path))
+    assert summary["steps"] == 40 and (tmp_path / "checkpoints").is_dir()
+    assert "GliZNet" in (tmp_path / "README.md").read_text()
+    model, tokenizer = GliZNetForSequenceClassification.from_pretrained_with_tokenizer(tmp_path)
+    prediction = model.predict_example("election vote minister", list(TOPICS), tokenizer)
+    assert {s.label for s in prediction.labels} == set(TOPICS)
+    assert json.loads((tmp_path / "train_summary.json").read_text())["best"]["step"] in (20, 40)
+
+
+def test_resume_equals_an_uninterrupted_run(backbone, shards, tmp_path):
+    whole = tmp_path / "whole"
+    train(config(backbone, shards, whole, max_steps=12, eval_every=4, negatives="random"))
+
+    broken = tmp_path / "broken"
+
+    def crash(info):
+        if info.step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config(backbone, shards, broken, max_steps=12, eval_every=4, negatives="random"), on_step=crash)
+    assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == ["step-0000004"]
+    train(config(backbone, shards, broken, max_steps=12, eval_every=4, negatives="random", resume=True))
+
+    state_a = torch.load(whole / "checkpoints" / "step-0000012" / "optimizer.bin", weights_only=False)
+    state_b = torch.load(broken / "checkpoints" / "step-0000012" / "optimizer.bin", weights_only=False)
+    for pa, pb in zip(state_a["state"].values(), state_b["state"].values()):
+        assert torch.equal(pa["exp_avg"], pb["exp_avg"])
+    from safetensors.torch import load_file
+
+    wa = load_file(whole / "checkpoints" / "step-0000012" / "model.safetensors")
+    wb = load_file(broken / "checkpoints" / "step-0000012" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [m for m in metrics(whole) if "validation" in m] == [m for m in metrics(broken) if "validation" in m]
+
+
+def test_early_stopping(backbone, shards, tmp_path):
+    # Rates this small leave the validation metric where it is: no improvement after the first check.
+    summary = train(config(backbone, shards, tmp_path, max_steps=30, eval_every=2, patience=2, lr=1e-12,
+                           head_lr=1e-12))
+    assert summary["early_stopped"] and summary["steps"] == 6
+    assert summary["best"]["step"] == 2
+
+
+def test_train_command_and_bad_input(backbone, shards, tmp_path):
+    runner = CliRunner()
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"train:\n  backbone: {backbone}\n  batch_size: 8\n  max_length: 96\n  max_steps: 4\n")
+    result = runner.invoke(app, ["train", str(shards), "--config", str(cfg), "-o", str(tmp_path / "run"),
+                                 "--loss", "bce", "--similarity", "dot"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["losses"] == {"bce": 1.0} and saved["similarity"] == "dot"
+
+    empty = tmp_path / "empty.parquet"
+    pl.DataFrame({"text": [], "labels": [], "not_labels": []},
+                 schema={"text": pl.String, "labels": pl.List(pl.String), "not_labels": pl.List(pl.String)}
+                 ).write_parquet(empty)
+    wrong = tmp_path / "wrong.parquet"
+    pl.DataFrame({"body": ["x"]}).write_parquet(wrong)
+    for args, needle in [([str(tmp_path / "missing")], "does not exist"),
+                         ([str(empty)], "no usable examples"),
+                         ([str(wrong)], "lacks column(s) text (or sentence), labels, not_labels"),
+                         ([str(shards), "--negatives", "some"], "invalid setting negatives"),
+                         ([str(shards), "--loss", "magic"], "losses")]:
+        result = runner.invoke(app, ["train", *args, "--config", str(cfg), "-o", str(tmp_path / "bad")])
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.output and "Traceback" not in result.output, result.output
+
+
+def test_zshot_layout_with_sentence_column(tmp_path):
+    path = tmp_path / "z.jsonl"
+    path.write_text("\n".join(json.dumps({"sentence": f"s {i}", "labels": ["a"], "not_labels": ["b"]})
+                              for i in range(20)) + "\n")
+    splits = load_splits(str(path))
+    assert len(splits["train"]) == 18 and splits["train"][0].text.startswith("s ")
+    with pytest.raises(DataError, match="Hub"):
+        load_splits("someone/nothing-here-offline")
+
+
+def test_evaluate_command_with_baselines(backbone, shards, tmp_path):
+    train(config(backbone, shards, tmp_path / "m", max_steps=4))
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "m"), "--data", str(shards), "--benchmark",
+                                      "bbc_news", "--limit", "20", "--baseline", "untrained", "--baseline",
+                                      "embedding", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads(out.read_text())
+    assert [(r["dataset"], r["system"]) for r in results] == [
+        ("bbc_news", "gliznet"), ("bbc_news", "gliznet (untrained)"), ("bbc_news", "embedding"),
+        (f"{shards} [validation]", "gliznet"), (f"{shards} [validation]", "gliznet (untrained)"),
+        (f"{shards} [validation]", "embedding")]
+    assert results[0]["texts"] == 20 and 0 <= results[0]["accuracy"] <= 1
+    assert results[3]["pairs"] == 12 * 4 and results[3]["texts_per_second"] > 0
+    assert "| bbc_news | embedding |" in result.output
