@@ -182,6 +182,29 @@ def evaluate(
 
 
 @app.command()
+def ablate(
+    data: str = typer.Argument(..., help="Training data, as for `train`; its held-out split scores every run"),
+    config: Path = typer.Option(..., "--config", help="YAML with an ablate: section (base, runs, benchmarks, limit)"),
+    output_dir: Path = typer.Option(Path("runs/ablations"), "--output-dir", "-o", help="One model folder per run"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here"),
+) -> None:
+    """Train one model per variant (e.g. cosine vs dot vs bilinear, none vs random vs hard negatives) and print
+    one table comparing them."""
+    def body() -> list[dict[str, Any]]:
+        from .ablations import AblationConfig, run_ablations
+
+        settings = AblationConfig.model_validate(_read_section(config, "ablate"))
+        return run_ablations(data, settings, output_dir, on_run=lambda name: err.print(f"training {name}"))
+
+    results = _guard(body)
+    from .evaluation import markdown_table
+
+    out.print(markdown_table(results), soft_wrap=True, markup=False)
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@app.command()
 def version() -> None:
     """Print the installed gliznet version."""
     from importlib.metadata import version as dist_version

@@ -176,3 +176,16 @@ def test_evaluate_command_with_baselines(backbone, shards, tmp_path):
     assert results[0]["texts"] == 20 and 0 <= results[0]["accuracy"] <= 1
     assert results[3]["pairs"] == 12 * 4 and results[3]["texts_per_second"] > 0
     assert "| bbc_news | embedding |" in result.output
+
+
+def test_ablate_prints_one_table(backbone, shards, tmp_path):
+    cfg = tmp_path / "ablations.yaml"
+    cfg.write_text(f"ablate:\n  base: {{backbone: {backbone}, batch_size: 8, max_length: 96, max_steps: 2}}\n"
+                   "  runs:\n    dot: {similarity: dot}\n    negatives=none: {negatives: none}\n")
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(app, ["ablate", str(shards), "--config", str(cfg), "-o", str(tmp_path / "runs"),
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [r["system"] for r in json.loads(out.read_text())] == ["dot", "negatives=none"]
+    assert json.loads((tmp_path / "runs" / "dot" / "config.json").read_text())["similarity"] == "dot"
+    assert "| dot |" in result.output and "| negatives=none |" in result.output
