@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Any Hugging Face Hub call a test does not point at a fake goes to a closed local port, never to
+# huggingface.co: libraries read HF_ENDPOINT when first imported, so it is set before any import.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 import asyncio
 import json
 from pathlib import Path
