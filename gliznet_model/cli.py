@@ -20,10 +20,21 @@ err = Console(stderr=True, highlight=False)
 T = TypeVar("T")
 
 
+def _quiet_libraries() -> None:
+    """Our own progress bars and tables are the output; the libraries' loading bars and notes are noise here."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+
+
 def _guard(action: Callable[[], T]) -> T:
     """User errors (bad data, a missing model, an unknown benchmark or setting) become one line and exit 2."""
     from pydantic import ValidationError
 
+    _quiet_libraries()
     try:
         return action()
     except ValidationError as exc:
