@@ -123,16 +123,21 @@ def _looks_like_json(text: str) -> bool:
 
 
 def _limits(info: ValidationInfo) -> ValidationLimits:
-    return (info.context or {}).get("limits", DEFAULT_LIMITS)
+    context = info.context
+    return context.get("limits", DEFAULT_LIMITS) if context else DEFAULT_LIMITS
 
 
 def _clean_labels(values: Any, kind: str, info: ValidationInfo) -> list[str]:
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+    try:
+        joined = "".join(values) if isinstance(values, list) else None  # fails on anything but strings
+    except TypeError:
+        joined = None
+    if joined is None:
         raise _reject("schema", f"{kind} must be a list of strings")
     limits = _limits(info)
     low, high = (limits.min_labels, limits.max_labels) if kind == "labels" else (
         limits.min_not_labels, limits.max_not_labels)
-    if _CONTROL.search("".join(values)):
+    if _CONTROL.search(joined):
         raise _reject("control_chars")
     out: list[str] = []
     for raw in values:

@@ -280,8 +280,11 @@ class FakeLLMServer:
             return 401, err("Invalid API Key", "invalid_request_error"), {}
         return None
 
-    async def _wait(self, fault: str | None) -> None:
-        await asyncio.sleep(self.slow_seconds if fault == "slow" else self.latency)
+    async def _wait(self, fault: str | None, started: float) -> None:
+        """Answer ``latency`` after the request arrived: the reply is built first, so the server's own
+        work does not stretch the latency a client sees."""
+        delay = self.slow_seconds if fault == "slow" else self.latency
+        await asyncio.sleep(max(0.0, started + delay - time.monotonic()))
 
     async def _groq(self, headers: dict, body: dict) -> tuple[int, dict, dict]:
         if self.require_key and headers.get("authorization") != f"Bearer {API_KEY}":
@@ -290,9 +293,10 @@ class FakeLLMServer:
         fault = self.next_fault()
         if reply := self._fault_reply(fault, groq_style=True):
             return reply
+        started = time.monotonic()
         prompt = body["messages"][-1]["content"]
-        await self._wait(fault)
         content = self.content(prompt, fault)
+        await self._wait(fault, started)
         if fault == "json_validate_failed":
             return 400, {"error": {"message": "Failed to generate JSON", "type": "invalid_request_error",
                                    "code": "json_validate_failed", "failed_generation": content[:60]}}, {}
@@ -310,9 +314,10 @@ class FakeLLMServer:
         fault = self.next_fault()
         if reply := self._fault_reply(fault, groq_style=False):
             return reply
+        started = time.monotonic()
         prompt = body["messages"][-1]["content"]
-        await self._wait(fault)
         content = self.content(prompt, fault)
+        await self._wait(fault, started)
         return 200, {
             "model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
             "message": {"role": "assistant", "content": content}, "done": True, "done_reason": "stop",
