@@ -109,3 +109,22 @@ def test_evaluate_errors(tmp_path, args, needle):
     result = runner.invoke(app, ["evaluate", *args])
     assert result.exit_code == 2, result.output
     assert needle in result.output and "Traceback" not in result.output
+
+
+def test_nli_baseline_runs_the_zero_shot_pipeline(tmp_path):
+    """A tiny random NLI model: the scores are noise, but every (text, label) pair goes through the pipeline."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from gliznet_model.baselines import nli_system
+    from tests.model_helpers import write_tiny_backbone
+
+    path = write_tiny_backbone(tmp_path / "nli")
+    config = BertConfig.from_pretrained(path, num_labels=3, id2label={0: "entailment", 1: "neutral", 2: "contradiction"},
+                                        label2id={"entailment": 0, "neutral": 1, "contradiction": 2})
+    BertForSequenceClassification(config).save_pretrained(path)
+    system = nli_system(path, batch_size=4)
+    scores = system.score(["the team won the match", "the bank raised rates"], [["sports", "politics"], ["money"]])
+    assert [len(s) for s in scores] == [2, 1]
+    assert all(0.0 <= x <= 1.0 for s in scores for x in s)
+    with pytest.raises(BenchmarkError, match="cannot load NLI model"):
+        nli_system(str(tmp_path / "missing"))
