@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .backbones import default_backbone
 from .data import Example, LabelSampler, LabelSampling, epoch_order, load_splits
-from .evaluation import multilabel_metrics, multilabel_set
+from .evaluation import evaluate, multilabel_set
 from .modeling import GliZNetForSequenceClassification
 from .tokenizer import GliZNETTokenizer
 
@@ -130,13 +130,13 @@ class _Collator:
 def validate(model: GliZNetForSequenceClassification, tokenizer: GliZNETTokenizer, examples: list[Example],
              batch_size: int) -> dict[str, float]:
     """Metrics on held-out examples with all their positives and hard negatives as candidates."""
+    from .baselines import gliznet_system
+
     data = multilabel_set("validation", [e.text for e in examples], [e.labels for e in examples],
                           [e.not_labels for e in examples])
-    flat, offsets = model.predict_logits(data.texts, data.candidates, tokenizer, batch_size=batch_size)
-    probabilities = 1.0 / (1.0 + torch.exp(-torch.from_numpy(flat).double())).numpy()
-    bounds = list(offsets) + [len(flat)]
-    scores = [probabilities[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return multilabel_metrics(data.candidates, data.targets, scores)
+    result = evaluate(gliznet_system(model, tokenizer, batch_size=batch_size), data)
+    # Throughput is left out: it is a property of the machine, and resumed runs must log what uninterrupted ones do.
+    return {k: v for k, v in result.items() if k not in ("system", "dataset", "texts_per_second")}
 
 
 def _latest_checkpoint(output_dir: Path) -> Path | None:
