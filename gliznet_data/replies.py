@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+
+import orjson
 from typing import Any, NamedTuple
 
 _DECODER = json.JSONDecoder()
@@ -32,11 +34,11 @@ def _items(obj: Any) -> list[Any] | None:
 
 
 def parse_reply(content: str) -> ParsedReply:
-    try:
-        items = _items(json.loads(content))
+    try:  # orjson: the well-formed reply is the common case, and parsing it is on the hot path
+        items = _items(orjson.loads(content))
         if items is not None:
             return ParsedReply(items, 0)
-    except ValueError:
+    except ValueError:  # orjson.JSONDecodeError is one
         pass
 
     # Walk the text: the first decodable container holding examples wins; otherwise collect
