@@ -21,6 +21,10 @@ LABELS = [["sports", "politics", "business"], ["politics", "sports", "law", "eco
 TARGETS = [[1, 0, 0], [1, 0, 1, 0]]
 
 
+# Sixteen labels: more than fit beside a text in the tiny backbone's max_length, so they are chunked.
+CHUNKED_LABELS = [f"label {word}" for word in (
+    "news game vote bank film song rain food art city school doctor phone data music travel".split())]
+
 @pytest.fixture(scope="module")
 def backbone_dir(tmp_path_factory):
     return write_tiny_backbone(tmp_path_factory.mktemp("tiny_bert"))
@@ -89,27 +93,7 @@ def test_truncation_cuts_text_never_labels(tokenizer):
 
 def test_labels_that_do_not_fit_are_chunked_whole_with_the_same_text(tokenizer):
     text = "the team won the match"
-    labels = [
-        f"label {word}"
-        for word in (
-            "news",
-            "game",
-            "vote",
-            "bank",
-            "film",
-            "song",
-            "rain",
-            "food",
-            "art",
-            "city",
-            "school",
-            "doctor",
-            "phone",
-            "data",
-            "music",
-            "travel",
-        )
-    ]
+    labels = CHUNKED_LABELS
     enc = tokenizer.encode(text, labels)
     assert enc.num_rows > 1
     assert (enc.lengths <= tokenizer.max_length).all()
@@ -410,27 +394,7 @@ def test_predict_batch_matches_single_examples_and_batch_sizes(backbone_dir, tok
 def test_chunked_scores_equal_one_pass_per_chunk(backbone_dir, tokenizer):
     model = make_model(backbone_dir, tokenizer)
     text = "the team won the match"
-    labels = [
-        f"label {w}"
-        for w in (
-            "news",
-            "game",
-            "vote",
-            "bank",
-            "film",
-            "song",
-            "rain",
-            "food",
-            "art",
-            "city",
-            "school",
-            "doctor",
-            "phone",
-            "data",
-            "music",
-            "travel",
-        )
-    ]
+    labels = CHUNKED_LABELS
     enc = tokenizer.encode(text, labels)
     assert enc.num_rows >= 2
     flat, offsets = model.predict_logits([text], [labels], tokenizer)
