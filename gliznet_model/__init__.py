@@ -2,6 +2,7 @@
 
 model, tokenizer = GliZNetForSequenceClassification.from_pretrained_with_tokenizer(path_or_hub_id)
 model.predict_example(text, labels, tokenizer, activation="sigmoid")
+transformers.pipeline("gliznet-zero-shot-classification", model=path_or_hub_id)   # registered on import
 """
 
 from .configuration import GliZNetConfig
@@ -11,11 +12,15 @@ from .tokenizer import GliZNETTokenizer
 
 register_auto_classes()
 
+from .pipeline import TASK as PIPELINE_TASK, GliZNetZeroShotPipeline  # noqa: E402  registers the pipeline task
+
 __all__ = [
     "GliZNETTokenizer",
     "GliZNetConfig",
     "GliZNetForSequenceClassification",
     "GliZNetOutput",
+    "GliZNetZeroShotPipeline",
     "LabelScore",
+    "PIPELINE_TASK",
     "Prediction",
 ]

@@ -223,5 +223,108 @@ def version() -> None:
     typer.echo(dist_version("gliznet"))
 
 
+# ----------------------------------------------------------------- using a trained model (predict, serve, demo)
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="A trained GliZNet folder or Hub id"),
+    text: Optional[str] = typer.Option(None, "--text", help="Classify this one text and print the result as JSON"),
+    input_path: Optional[Path] = typer.Option(None, "--input", "-i", help="Parquet, JSONL or CSV file of texts"),
+    text_column: str = typer.Option("text", help="Text column of --input"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Candidate labels, comma-separated"),
+    labels_file: Optional[Path] = typer.Option(None, "--labels-file", help="Candidate labels: one per line or a "
+                                                                           "JSON list"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Parquet or JSONL scores \\[default: "
+                                                                       "INPUT_STEM.predictions.parquet]"),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Independent sigmoid scores (else they sum to 1)"),
+    threshold: Optional[float] = typer.Option(None, help="Also list the labels scoring at least this"),
+    batch_size: int = typer.Option(32, help="Texts per forward pass"),
+    part_rows: int = typer.Option(10_000, help="Rows per part file (what a rerun after a crash can lose at most)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output instead of resuming"),
+) -> None:
+    """Score texts against candidate labels: one --text, or a whole --input file streamed in batches.
+
+    Rerun the same command after an interruption to continue: rows already written are skipped. A JSON summary is
+    printed and written beside the output.
+    """
+    def body() -> dict[str, Any]:
+        from .predict import PredictConfig, read_labels, run_predict, score_text
+
+        candidates = read_labels(labels, labels_file)
+        if (text is None) == (input_path is None):
+            raise ValueError("give one --text or an --input file (one of them)")
+        if text is not None:
+            from .pipeline import load_model
+
+            loaded, tokenizer = load_model(model, device)
+            return score_text(loaded, tokenizer, text, candidates, multi_label, threshold)
+        target = output or input_path.with_name(input_path.name.rsplit(".", 1)[0] + ".predictions.parquet")
+        config = PredictConfig(model=model, input=input_path, output=target, labels=candidates,
+                               text_column=text_column, multi_label=multi_label, threshold=threshold,
+                               batch_size=batch_size, part_rows=part_rows, overwrite=overwrite)
+        bar = Progress(TextColumn("[bold]predicting"), BarColumn(), TextColumn("{task.completed:,}/{task.total} rows"),
+                       TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
+        task = bar.add_task("predict", total=None)
+
+        def progress(done: int, total: Optional[int]) -> None:
+            bar.start()  # on the first scored batch, so that early errors print alone
+            bar.update(task, completed=done, total=total)
+
+        try:
+            return run_predict(config, device=device, on_progress=progress)
+        except KeyboardInterrupt:
+            err.print("interrupted: run the same command again to continue from the rows already written")
+            raise typer.Exit(130) from None
+        finally:
+            if bar.live.is_started:
+                bar.stop()
+
+    typer.echo(json.dumps(_guard(body), indent=2))
+
+
+@app.command()
+def serve(
+    model: str = typer.Argument(..., help="A trained GliZNet folder or Hub id"),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)"),
+    port: int = typer.Option(8000, help="Port"),
+    max_batch_size: int = typer.Option(16, help="Most texts gathered into one model call (1 turns batching off)"),
+    max_wait_ms: float = typer.Option(5.0, help="Longest a request waits for others to join its batch"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    max_texts: int = typer.Option(64, help="Texts per request at most"),
+    max_labels: int = typer.Option(128, help="Candidate labels per text at most"),
+    max_chars: int = typer.Option(10_000, help="Characters per text at most"),
+    log_level: str = typer.Option("info", help="uvicorn log level"),
+) -> None:
+    """Serve the model over HTTP: POST /v1/classify, the Hugging Face Inference API format at POST /, GET /health,
+    GET /v1/model, docs at /docs. Concurrent requests are micro-batched; SIGTERM finishes requests in flight."""
+    def body() -> None:
+        from .serving import Limits, ServerSettings, serve as run_server
+
+        settings = ServerSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+                                  limits=Limits(max_texts=max_texts, max_labels=max_labels, max_chars=max_chars))
+        run_server(model, host=host, port=port, device=device, settings=settings, log_level=log_level)
+
+    _guard(body)
+
+
+@app.command()
+def demo(
+    model: str = typer.Argument(..., help="A trained GliZNet folder or Hub id"),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+    port: int = typer.Option(7860, help="Port"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    baseline_model: Optional[str] = typer.Option(None, help="Sentence-transformers model of the embedding baseline "
+                                                            "\\[default: offline all-MiniLM-L6-v2]"),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Show the embedding baseline's scores"),
+) -> None:
+    """A Gradio page to try the model in a browser, beside the embedding baseline (needs the .[demo] extra)."""
+    def body() -> None:
+        from .demo import launch_demo
+
+        launch_demo(model, host=host, port=port, device=device, baseline_model=baseline_model, baseline=baseline)
+
+    _guard(body)
+
+
 if __name__ == "__main__":
     app()
