@@ -5,7 +5,8 @@ parse -> validate -> dedupe -> shard path (``RunState.add_reply``).
 A request's ``custom_id`` names the prompt version, the diversity table's digest, the seed,
 the examples per request and the request index. That is enough to re-draw the request's
 parameters at ingest time, so every record gets its provenance back, and to refuse results
-that were rendered from other templates.
+that were rendered from other templates. Results of an older prompt version are re-drawn with
+that version's archived templates and diversity table (``prompts/archive/<version>/``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from .errors import UserError
 from .generate import GenerateConfig, Plan, RunState
-from .prompting import REPLY_SCHEMA
+from .prompting import Prompts, archived_dir
 from .providers.groq import GroqProvider, completion_from
 
 ENDPOINT = "/v1/chat/completions"
@@ -61,9 +62,9 @@ def export_requests(config: GenerateConfig, output: Path, requests: int | None =
         tmp = output.with_name(f".{output.name}.tmp")
         with tmp.open("w", encoding="utf-8") as handle:
             for index in range(count):
-                _, messages = plan.request(index)
+                draw, messages = plan.request(index)
                 line = {"custom_id": custom_id(plan, index), "method": "POST", "url": ENDPOINT,
-                        "body": GroqProvider.request_body(plan.settings, messages, REPLY_SCHEMA)}
+                        "body": GroqProvider.request_body(plan.settings, messages, plan.schema(draw))}
                 handle.write(json.dumps(line, ensure_ascii=False) + "\n")
         tmp.replace(output)
     except OSError as exc:
@@ -102,18 +103,20 @@ def read_requests(path: Path) -> dict[str, dict[str, Any]]:
 def _plan_for(config: GenerateConfig, requests: dict[str, dict[str, Any]], path: Path) -> Plan:
     """The plan that rendered ``requests``: seed and k come from their ids; templates must match."""
     ids = [_parse_custom_id(cid) for cid in requests]
-    seeds, ks = {i["seed"] for i in ids}, {i["k"] for i in ids}
-    if len(seeds) != 1 or len(ks) != 1:
-        raise UserError(f"{path} mixes runs (seeds {sorted(seeds)}, k {sorted(ks)}); ingest one export at a time")
+    seeds, ks, versions = {i["seed"] for i in ids}, {i["k"] for i in ids}, {i["prompt"] for i in ids}
+    if len(seeds) != 1 or len(ks) != 1 or len(versions) != 1:
+        raise UserError(f"{path} mixes runs (seeds {sorted(seeds)}, k {sorted(ks)}, prompt versions "
+                        f"{sorted(versions)}); ingest one export at a time")
     k = ks.pop()
     # n records the most the export can yield; an ingest keeps every valid record it finds.
     config = config.model_copy(update={"seed": seeds.pop(), "examples_per_request": k, "n": len(requests) * k})
-    plan = Plan(config)
-    fingerprint = plan.fingerprint()
     first = ids[0]
-    if first["prompt"] != fingerprint["prompt_version"]:
-        raise UserError(f"{path} was rendered with prompt version {first['prompt']}, these prompts are "
-                        f"{fingerprint['prompt_version']}: ingest with the templates that made it")
+    current = Prompts().version
+    if first["prompt"] != current and archived_dir(first["prompt"]) is None:
+        raise UserError(f"{path} was rendered with prompt version {first['prompt']}, these prompts are {current} "
+                        "and none archived matches: ingest with the templates that made it")
+    plan = Plan(config, prompt_version=first["prompt"])
+    fingerprint = plan.fingerprint()
     if first["diversity"] != fingerprint["diversity"]:
         raise UserError(f"{path} was drawn from another diversity table; pass the --config that exported it")
     return plan

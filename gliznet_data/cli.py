@@ -24,6 +24,8 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pret
 out = Console()
 err = Console(stderr=True, highlight=False)
 T = TypeVar("T")
+BUNDLE_SHARE_HELP = ("Share of cross-role bundle requests (texts of one reply share a label pool, every label "
+                     "a positive of one text and a hard negative of another) \\[default: 0.3, from the diversity table]")
 
 
 def _guard(action: Callable[[], T]) -> T:
@@ -59,6 +61,7 @@ def generate(
     rpm: Optional[float] = typer.Option(None, help="Requests-per-minute limit"),
     tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit"),
     timeout: Optional[float] = typer.Option(None, help="Seconds per request \\[default: 60]"),
+    bundle_share: Optional[float] = typer.Option(None, "--bundle-share", help=BUNDLE_SHARE_HELP),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its generate: section sets anything not given as a flag"),
 ) -> None:
     """Generate N valid records with hard negatives into Parquet shards.
@@ -67,7 +70,8 @@ def generate(
     Keys come from GROQ_API_KEY (and GROQ_BASE_URL) or OLLAMA_HOST.
     """
     flags = dict(provider=provider, n=n, model=model, output=output, seed=seed, concurrency=concurrency,
-                 examples_per_request=examples_per_request, rpm=rpm, tpm=tpm, timeout=timeout)
+                 examples_per_request=examples_per_request, rpm=rpm, tpm=tpm, timeout=timeout,
+                 bundle_share=bundle_share)
 
     def body() -> dict[str, Any]:
         if provider is not None and provider not in PROVIDERS:
@@ -115,6 +119,16 @@ def stats(
         summary.add_row(key.replace("_", " "), f"{result[key]:,}")
     summary.add_row("text words", " · ".join(f"{k} {v:g}" for k, v in result["text_words"].items()))
     summary.add_row("length buckets", " · ".join(f"{k} {v:,}" for k, v in result["length_buckets"].items()))
+    both = result["both_roles"]
+    summary.add_row("labels in both roles", f"{both['labels']:,} ({both['share']:.1%} of distinct labels)")
+    summary.add_row("label uses", " · ".join(f"{band} {v['labels']:,} ({v['share']:.1%})"
+                                             for band, v in result["label_uses"].items()))
+    broad = result["broad_labels"]
+    summary.add_row("records with a broad label", f"{broad['records']:,} ({broad['share']:.1%}; "
+                                                  f"{broad['records_with_broad_positive']:,} as a positive)")
+    for key in ("request_mode", "label_granularity"):
+        if result.get(key):
+            summary.add_row(key.replace("_", " "), " · ".join(f"{k} {v:,}" for k, v in result[key].items()))
     out.print(summary)
     for key in ("task_type", "domain", "rejects"):
         if result.get(key):
@@ -152,10 +166,11 @@ def batch_export(
     seed: Optional[int] = typer.Option(None, help="Seed of the parameter draws \\[default: 0]"),
     model: Optional[str] = typer.Option(None, help="Model named in every request \\[default: the Groq default]"),
     examples_per_request: Optional[int] = typer.Option(None, "--k", help="Examples asked per request \\[default: 5]"),
+    bundle_share: Optional[float] = typer.Option(None, "--bundle-share", help=BUNDLE_SHARE_HELP),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its generate: section applies"),
 ) -> None:
     """Write the requests `generate` would send, one OpenAI/Groq batch line each (same seed, same file)."""
-    flags = dict(n=n, seed=seed, model=model, examples_per_request=examples_per_request)
+    flags = dict(n=n, seed=seed, model=model, examples_per_request=examples_per_request, bundle_share=bundle_share)
     from .batch import export_requests
 
     summary = _guard(lambda: export_requests(build(GenerateConfig, config, "generate", flags), output, requests))

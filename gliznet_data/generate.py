@@ -20,14 +20,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import shards
-from .diversity import DiversitySampler, Draw, merge_weights
+from .diversity import DiversitySampler, Draw, merge_weights, with_bundle_share
 from .errors import UserError
-from .prompting import REPLY_SCHEMA, Prompts, default_weights
+from .prompting import Prompts, archived_dir, default_weights, prompts_dir, reply_schema
 from .providers import Completion, ProviderSettings, RetryPolicy, provider_class
-from .records import Record, ValidationLimits, reject_reason
+from .records import Record, ValidationLimits, validate_reply
 from .replies import parse_reply
 
 MANIFEST_FORMAT = "gliznet-data/1"
@@ -56,6 +56,8 @@ class GenerateConfig(BaseModel):
     flush_seconds: float = Field(30.0, gt=0)
     limits: ValidationLimits = ValidationLimits()
     diversity: dict[str, dict[Any, float]] = Field(default_factory=dict)
+    bundle_share: float | None = Field(None, ge=0, le=1, description="share of cross-role bundle requests; "
+                                       "sets the diversity table's request_mode (default there: 0.3)")
     price_input_per_mtok: float | None = Field(None, ge=0, description="USD per million prompt tokens")
     price_output_per_mtok: float | None = Field(None, ge=0, description="USD per million completion tokens")
 
@@ -106,6 +108,7 @@ class RunState:
         self.examples_missing = counts.get("examples_missing", 0)
         self.retries = counts.get("retries", 0)
         self.failed_requests = counts.get("failed_requests", 0)
+        self.labels_dropped = counts.get("cross_role_labels_dropped", 0)
         self.rejects: Counter[str] = Counter(manifest.get("rejects", {}))
         tokens = manifest.get("tokens", {})
         self.prompt_tokens = tokens.get("prompt", 0)
@@ -136,21 +139,14 @@ class RunState:
         self.examples_missing += max(0, self.config.examples_per_request - len(parsed_examples) - broken)
         if broken:
             self.rejects["broken_json"] += broken
-        context = {"limits": self.config.limits}
-        for item in parsed_examples:
-            if self.full:
-                break  # surplus beyond N is neither kept nor a reject
-            try:
-                record = Record.model_validate({**item, **provenance} if isinstance(item, dict) else item,
-                                               context=context)
-            except ValidationError as exc:
-                self.rejects[reject_reason(exc)] += 1
-                continue
-            if record.id in self.ids:
-                self.rejects["duplicate"] += 1
-                continue
-            self.ids.add(record.id)
-            self.buffer.append(record)
+        if not self.full:  # surplus beyond N is neither kept nor a reject
+            check = validate_reply(parsed_examples, provenance, bundle=draw.request_mode == "bundle",
+                                   limits=self.config.limits, known_ids=self.ids,
+                                   room=self.config.n - self.valid if self.capped else None)
+            self.rejects.update(check.rejects)
+            self.labels_dropped += check.labels_dropped
+            self.ids.update(record.id for record in check.records)
+            self.buffer.extend(check.records)
         self.pending.add(draw.index)
         if len(self.buffer) >= self.config.shard_size or time.monotonic() - self.last_flush >= self.config.flush_seconds:
             self.flush()
@@ -188,6 +184,7 @@ class RunState:
                 "rejected": sum(self.rejects.values()),
                 "retries": self.retries,
                 "failed_requests": self.failed_requests,
+                "cross_role_labels_dropped": self.labels_dropped,
             },
             "rejects": dict(sorted(self.rejects.items())),
             "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens,
@@ -203,19 +200,35 @@ class RunState:
 
 class Plan:
     """What a run asks for: the templates, the sampler and the provider settings of one config.
-    The live route (``generate``) and the batch route (``batch``) both build requests from it."""
+    The live route (``generate``) and the batch route (``batch``) both build requests from it.
 
-    def __init__(self, config: GenerateConfig):
+    ``prompt_version`` selects an archived template set (and the diversity table it drew from)
+    instead of the current one: how batch results rendered before an upgrade are re-drawn.
+    """
+
+    def __init__(self, config: GenerateConfig, prompt_version: str | None = None):
         self.config = config
-        self.prompts = Prompts()
-        self.weights = merge_weights(default_weights(), config.diversity)
-        self.sampler = DiversitySampler(self.weights, config.seed)
+        directory = None
+        if prompt_version is not None and prompt_version != Prompts().version:
+            directory = archived_dir(prompt_version)
+            if directory is None:
+                raise UserError(f"prompt version {prompt_version} is neither these prompts ({Prompts().version}) "
+                                f"nor one archived under {prompts_dir() / 'archive'}")
+        self.prompts = Prompts(directory)
+        self.weights = merge_weights(default_weights(directory),
+                                     with_bundle_share(config.diversity, config.bundle_share))
+        self.sampler = DiversitySampler(self.weights, config.seed, config.examples_per_request)
         self.provider_cls = provider_class(config.provider)
         self.settings = config.provider_settings(self.provider_cls.default_model)
 
     def request(self, index: int) -> tuple[Draw, list[dict[str, str]]]:
         draw = self.sampler.draw(index)
         return draw, self.prompts.render(draw, self.config.examples_per_request)
+
+    @staticmethod
+    def schema(draw: Draw) -> dict[str, Any]:
+        """The reply schema the request of ``draw`` is sent with."""
+        return reply_schema(draw)
 
     def fingerprint(self, provider: str | None = None, model: str | None = None) -> dict[str, Any]:
         """What must not change between a run and its resumption."""
@@ -228,7 +241,9 @@ class Plan:
         }
 
     def provenance(self, draw: Draw, provider: str | None = None, model: str | None = None) -> dict[str, Any]:
-        return draw.model_dump(include={"domain", "task_type", "length_bucket", "genre", "tone"}) | {
+        return draw.model_dump(include={"domain", "task_type", "length_bucket", "genre", "tone",
+                                        "label_granularity", "request_mode"}) | {
+            "request_index": draw.index,
             "provider": provider or self.provider_cls.name, "model": model or self.settings.model,
             "prompt_version": self.prompts.version, "seed": self.config.seed, "created_at": datetime.now(timezone.utc),
         }
@@ -249,7 +264,7 @@ async def generate(config: GenerateConfig, on_progress: Callable[[Progress], Non
     async def worker() -> None:
         while not state.full:
             draw, messages = plan.request(next(todo))
-            completion = await provider.complete(messages, REPLY_SCHEMA)
+            completion = await provider.complete(messages, plan.schema(draw))
             state.retries = retries_before + provider.retries
             state.add_reply(draw, completion, plan.provenance(draw))
             if on_progress:

@@ -215,3 +215,30 @@ def test_ctrl_c_saves_finished_work(llm_server, crash_setup):
     assert records == manifest["counts"]["records"] > 0
     done = sum(end - start + 1 for start, end in manifest["requests_done"])
     assert records == 5 * done  # the fake's replies are all valid: every done request's records are kept
+
+
+def test_stats_reports_both_roles_label_uses_and_broad_labels(tmp_path):
+    path = tmp_path / "d.parquet"
+    pl.DataFrame({
+        "text": [f"text number {i}" for i in range(6)],
+        # "sports" is a positive and a negative (both roles, 5 uses); "politics" both roles, 3 uses;
+        # "transfer rumours" once; "tennis" twice, negative only.
+        "labels": [["sports"], ["sports"], ["politics"], ["sports", "transfer rumours"], ["sports"], ["politics"]],
+        "not_labels": [["politics"], ["tennis"], ["sports"], ["tennis"], ["business"], ["business"]],
+        "request_mode": ["bundle", "bundle", "bundle", "single", "single", "single"],
+    }).write_parquet(path)
+    result = cli("stats", path, "--json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert stats["both_roles"] == {"labels": 2, "share": 0.4}
+    assert {band: v["labels"] for band, v in stats["label_uses"].items()} == {"once": 1, "2-4": 3, "5+": 1}
+    assert stats["broad_labels"] == {"records": 6, "share": 1.0, "records_with_broad_positive": 6}
+    assert stats["request_mode"] == {"bundle": 3, "single": 3}
+    tables = cli("stats", path)
+    assert "labels in both roles" in tables.output and "40.0% of distinct labels" in tables.output
+    assert "5+ 1 (20.0%)" in tables.output
+
+
+def test_bad_bundle_share_is_one_line(tmp_path):
+    one_line_error(cli("batch", "export", "--bundle-share", "1.5", "--output", tmp_path / "r.jsonl"),
+                   "invalid setting bundle_share")

@@ -8,7 +8,7 @@ import pytest
 
 from gliznet_data.diversity import DiversitySampler, merge_weights
 from gliznet_data.errors import UserError
-from gliznet_data.prompting import REPLY_SCHEMA, Prompts, default_weights, prompts_dir
+from gliznet_data.prompting import BUNDLE_REPLY_SCHEMA, REPLY_SCHEMA, Prompts, default_weights, prompts_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,73 @@ def test_length_buckets_follow_their_weights(weights):
         assert abs(counts[bucket] / 6000 - share) < 0.03
 
 
+def test_target_word_counts_are_drawn_inside_the_bucket(weights):
+    sampler = DiversitySampler(merge_weights(default_weights(), {"length_bucket": {"long": 1, "document": 1}}), 0, k=4)
+    targets = {"long": [], "document": []}
+    for i in range(300):
+        draw = sampler.draw(i)
+        assert len(draw.target_words) == 4
+        targets[draw.length_bucket] += draw.target_words
+    assert min(targets["long"]) >= 51 and 190 < max(targets["long"]) <= 200
+    assert min(targets["document"]) >= 201 and max(targets["document"]) <= 400
+    # The default table never draws a document: its weight is 0 (the paper's 33/33/34 stays).
+    assert weights["length_bucket"]["document"] == 0
+    assert all(DiversitySampler(weights, 0).draw(i).length_bucket != "document" for i in range(2000))
+
+
+def test_granularity_is_drawn_and_rendered(weights):
+    sampler, prompts = DiversitySampler(weights, 2), Prompts()
+    counts = Counter(sampler.draw(i).label_granularity for i in range(3000))
+    total = sum(weights["label_granularity"].values())
+    for value, weight in weights["label_granularity"].items():
+        assert abs(counts[value] / 3000 - weight / total) < 0.03
+    seen = set()
+    for i in range(200):
+        draw = sampler.draw(i)
+        user = prompts.render(draw, 5)[1]["content"]
+        line = next(x for x in user.splitlines() if x.startswith("- Granularity:"))
+        if draw.label_granularity == "broad":
+            assert "every label is a broad class name" in line or "every pool label is a broad" in line
+        seen.add((draw.label_granularity, line.split(":")[1][:20]))
+    assert len({g for g, _ in seen}) == 3
+
+
+@pytest.mark.parametrize("task,broad", [("sentiment analysis", '"positive", "negative", "neutral"'),
+                                        ("emotion detection", '"joy", "sadness", "anger"'),
+                                        ("topic classification", '"business", "politics", "sports"'),
+                                        ("intent detection", '"question", "complaint"')])
+def test_benchmark_tasks_always_ask_for_a_broad_positive_and_negative(task, broad):
+    specific = merge_weights(default_weights(), {"task_type": {task: 1}, "label_granularity": {"specific": 1}})
+    prompts = Prompts()
+    for i in range(40):
+        draw = DiversitySampler(specific, 5).draw(i)
+        user = prompts.render(draw, 5)[1]["content"]
+        assert broad in user, user
+        if draw.request_mode == "bundle":
+            assert f"- Granularity: 2 of the {draw.pool_size} pool labels are broad class names" in user, user
+        else:
+            assert (f"- Granularity: in each text, 1 of the {draw.num_labels} positive" in user
+                    and f"1 of the {draw.num_not_labels} hard negatives are broad" in user), user
+    # Other tasks may be entirely specific.
+    other = merge_weights(default_weights(), {"task_type": {"tone and style": 1}, "label_granularity": {"specific": 1}})
+    user = prompts.render(DiversitySampler(other, 5).draw(0), 5)[1]["content"]
+    assert "none a broad class name" in user and "Broad class names" not in user
+
+
+def test_topic_requests_quote_the_domains_class_names():
+    table = merge_weights(default_weights(), {"task_type": {"topic classification": 1},
+                                              "domain": {"pharmaceuticals": 1}, "label_granularity": {"broad": 1}})
+    user = Prompts().render(DiversitySampler(table, 1).draw(0), 5)[1]["content"]
+    for name in ('"depression"', '"birth control"', '"diabetes, type 2"', '"high blood pressure"', '"business"'):
+        assert name in user
+
+
+def test_system_prompt_allows_broad_sibling_negatives(weights):
+    system = " ".join(Prompts().render(DiversitySampler(weights, 0).draw(0), 5)[0]["content"].split())
+    assert "broader category" not in system  # the old rule forbade broad classes as negatives
+    assert '"politics" vs "business"' in system and '"positive" vs "neutral"' in system
+
+
 def test_overrides_replace_a_dimension_and_bad_ones_are_user_errors(weights):
     custom = merge_weights(default_weights(), {"domain": {"astronomy": 1}, "num_labels": {"2": 1}})
     sampler = DiversitySampler(custom, 3)
@@ -56,6 +123,10 @@ def test_overrides_replace_a_dimension_and_bad_ones_are_user_errors(weights):
         merge_weights(default_weights(), {"length_bucket": {"huge": 1}})
     with pytest.raises(UserError, match="no values"):
         merge_weights(default_weights(), {"tone": {}})
+    with pytest.raises(UserError, match="label granularity"):
+        merge_weights(default_weights(), {"label_granularity": {"medium-ish": 1}})
+    with pytest.raises(UserError, match="request mode"):
+        merge_weights(default_weights(), {"request_mode": {"pairs": 1}})
 
 
 def test_render_carries_every_parameter_and_asks_for_hard_negatives(weights):
@@ -84,6 +155,23 @@ def test_prompt_version_is_a_hash_of_the_templates(tmp_path):
 def test_reply_schema_requires_the_three_fields():
     item = REPLY_SCHEMA["properties"]["examples"]["items"]
     assert set(item["required"]) == {"text", "labels", "not_labels"}
+    assert BUNDLE_REPLY_SCHEMA["required"] == ["label_pool", "examples"]
+    assert BUNDLE_REPLY_SCHEMA["properties"]["examples"]["items"] == item
+
+
+def test_an_archived_prompt_version_renders_its_old_requests():
+    """Batch results from before the upgrade re-draw through the archived templates and table."""
+    import json
+
+    from gliznet_data.generate import GenerateConfig, Plan
+
+    first = json.loads((REPO / "data" / "seed" / "requests.jsonl").read_text().splitlines()[7])
+    plan = Plan(GenerateConfig(seed=2026), prompt_version="5ef17431803c")
+    assert plan.fingerprint()["diversity"] == "d55dcad66836"
+    assert plan.request(7)[1] == first["body"]["messages"]
+    assert Plan(GenerateConfig(seed=2026)).prompts.version != "5ef17431803c"
+    with pytest.raises(UserError, match="nor one archived"):
+        Plan(GenerateConfig(), prompt_version="0123456789ab")
 
 
 def test_wheel_ships_the_prompts(tmp_path):
@@ -94,3 +182,4 @@ def test_wheel_ships_the_prompts(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("system.j2", "user.j2", "diversity.yaml", "task_hints.yaml"):
         assert f"gliznet_data/prompts/{name}" in names
+        assert f"gliznet_data/prompts/archive/5ef17431803c/{name}" in names

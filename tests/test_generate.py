@@ -37,13 +37,13 @@ def test_groq_request_uses_json_mode_and_the_key(llm_env, tmp_path):
     run(tmp_path / "schema", n=5, concurrency=1, json_mode="schema", model="openai/gpt-oss-120b")
     body = llm_env.requests[-1]["body"]
     assert body["response_format"]["type"] == "json_schema"
-    assert body["response_format"]["json_schema"]["schema"]["required"] == ["examples"]
+    assert "examples" in body["response_format"]["json_schema"]["schema"]["required"]
 
 
 def test_ollama_request_carries_the_schema_as_format(llm_env, tmp_path):
     run(tmp_path, provider="ollama", n=5, concurrency=1)
     body = llm_env.requests[0]["body"]
-    assert body["format"]["required"] == ["examples"]
+    assert "examples" in body["format"]["required"]
     assert body["stream"] is False
 
 

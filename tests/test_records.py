@@ -86,6 +86,19 @@ def test_length_bucket_with_tolerance():
     assert reason_of(good(text=words(20), length_bucket="medium"), tight) == "length_out_of_bucket"
 
 
+def test_long_reaches_200_words_and_document_bucket_has_its_tolerance():
+    words = lambda n: " ".join(["word"] * (n - 1) + ["end."])  # noqa: E731
+    assert accepted_word_range("long") == (40, 240)
+    assert accepted_word_range("document") == (160, 480)
+    Record.model_validate(good(text=words(200), length_bucket="long"))
+    for n in (160, 300, 480):
+        Record.model_validate(good(text=words(n), length_bucket="document"))
+    assert reason_of(good(text=words(159), length_bucket="document")) == "length_out_of_bucket"
+    assert reason_of(good(text=words(481), length_bucket="document")) == "length_out_of_bucket"
+    assert reason_of(good(text=words(241), length_bucket="long")) == "length_out_of_bucket"
+    assert reason_of(good(text=words(300), length_bucket="huge")) == "schema"
+
+
 def test_label_counts_respect_configurable_limits():
     assert reason_of(good(labels=[])) == "too_few_labels"
     assert reason_of(good(not_labels=[])) == "too_few_not_labels"
@@ -129,7 +142,7 @@ def test_wrong_types_are_schema_rejects():
 
 
 def test_every_reason_has_a_description():
-    for reason in ("empty_text", "meta_text", "label_is_text", "duplicate", "broken_json"):
+    for reason in ("empty_text", "meta_text", "label_is_text", "duplicate", "broken_json", "cross_role"):
         assert REJECT_REASONS[reason]
 
 

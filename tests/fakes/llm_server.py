@@ -8,7 +8,13 @@ of examples, word range, label counts), so well-behaved replies pass validation.
 
 Faults are injected per request from a queue (``server.faults.extend([...])``) or for every
 request (``server.always``): ``429``, ``500``, ``401``, ``404``, ``slow``, ``broken_json``,
-``truncated``, ``prose``, ``duplicates``, ``overlap``, ``json_validate_failed``.
+``truncated``, ``prose``, ``duplicates``, ``overlap``, ``json_validate_failed``, and for bundle requests
+``one_role`` (one pool label is a positive of the first text and used nowhere else, so it breaks the
+cross-role rule).
+
+A bundle request ("one shared pool of P labels") is answered with a valid bundle: every text is
+labelled against the whole pool, positives taken round-robin so each label is a positive of one
+text and a hard negative of another. Target word counts ("Target lengths ...") are followed.
 
 Run standalone (used by the benchmark): ``python tests/fakes/llm_server.py --latency 0.2``
 prints ``PORT <n>`` and serves until killed.
@@ -233,26 +239,39 @@ class FakeLLMServer:
         high = _asked(prompt, r"and (\d+) words", 20)
         n_pos = _asked(prompt, r"(\d+) positive label", 2)
         n_neg = _asked(prompt, r"(\d+) hard negatives", 3)
+        pool_size = _asked(prompt, r"one shared pool of (\d+) labels", 0)
+        targets = re.search(r"Target lengths, one per example in order: ([\d, ]+) words", prompt)
+        targets = [int(t) for t in targets.group(1).split(",")] if targets else []
+        with self._lock:
+            serials = [next(self._counter) for _ in range(k)]
+        pool = [f"{word} pool {serials[0]} {j}"
+                for j, word in enumerate(random.Random(serials[0]).sample(_VOCAB, pool_size))]
         out = []
-        for _ in range(k):
-            with self._lock:
-                serial = next(self._counter)
+        for i, serial in enumerate(serials):
             rng = random.Random(serial)
-            words = rng.randint(max(low, 3), max(low, 3, min(high, low + 25)))
-            text = " ".join([f"item{serial}"] + [rng.choice(_VOCAB) for _ in range(words - 1)])
-            pos = [f"{rng.choice(_VOCAB)} topic {j}" for j in range(n_pos)]
-            neg = [f"{rng.choice(_VOCAB)} theme {j}" for j in range(n_neg)]
+            words = targets[i] if i < len(targets) else rng.randint(max(low, 3), max(low, 3, min(high, low + 25)))
+            text = " ".join([f"item{serial}"] + [rng.choice(_VOCAB) for _ in range(max(words, 3) - 1)])
+            if pool:
+                pos = [pool[(i * n_pos + j) % len(pool)] for j in range(n_pos)]
+                neg = [label for label in pool if label not in pos]
+            else:
+                pos = [f"{rng.choice(_VOCAB)} topic {j}" for j in range(n_pos)]
+                neg = [f"{rng.choice(_VOCAB)} theme {j}" for j in range(n_neg)]
             out.append({"text": text, "labels": pos, "not_labels": neg})
         return out
 
     def content(self, prompt: str, fault: str | None) -> str:
         examples = self.examples(prompt)
+        if fault == "one_role":
+            examples[0]["labels"] = examples[0]["labels"] + ["lonely label"]
         if fault == "duplicates":
             examples = [examples[0]] * len(examples)
         if fault == "overlap":
             for ex in examples:
                 ex["not_labels"] = ex["not_labels"] + [ex["labels"][0].upper().replace(" ", "_")]
-        body = json.dumps({"examples": examples})
+        pool = sorted({label for ex in examples for label in ex["labels"] + ex["not_labels"]})
+        body = json.dumps({"label_pool": pool, "examples": examples} if "label_pool" in prompt else
+                          {"examples": examples})
         if fault == "broken_json":
             # The second example loses a comma; the others stay decodable.
             first, second = json.dumps(examples[0]), json.dumps(examples[1])
