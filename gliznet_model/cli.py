@@ -12,7 +12,7 @@ from rich.text import Text
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .data import DataError
-from .evaluation import BENCHMARK_NAMES, BenchmarkError
+from .benchmarks import BENCHMARK_NAMES, BenchmarkError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 out = Console()
@@ -161,8 +161,8 @@ def evaluate(
     benchmark: Optional[list[str]] = typer.Option(None, "--benchmark", help=f"One of {', '.join(BENCHMARK_NAMES)}; "
                                                                             "repeatable"),
     baseline: Optional[list[str]] = typer.Option(None, "--baseline", help="embedding, nli or untrained; repeatable"),
-    split: Optional[str] = typer.Option(None, help="Split of --data \\[default: test if there is one, else the "
-                                                   "held-out validation split training used]"),
+    split: Optional[str] = typer.Option(None, help="Split of --data, or 'all' \\[default: test if there is one, "
+                                                   "else exactly the records MODEL held out in training]"),
     text_column: Optional[str] = typer.Option(None, help="Text column of --data (single-label data)"),
     label_column: Optional[str] = typer.Option(None, help="Class column of --data: makes it single-label"),
     limit: Optional[int] = typer.Option(None, help="Evaluate a seeded random subset of this many texts per dataset"),
@@ -170,7 +170,7 @@ def evaluate(
                                                              "baseline \\[default: offline all-MiniLM-L6-v2]"),
     nli_model: Optional[str] = typer.Option(None, help="NLI model (path or Hub id) of the nli baseline"),
     batch_size: int = typer.Option(32, help="Texts per forward pass"),
-    seed: int = typer.Option(42, help="Seed of the held-out split of local data and of --limit"),
+    seed: int = typer.Option(42, help="Seed of the --limit subset"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here"),
 ) -> None:
     """Score GliZNet (and baselines) on benchmarks and held-out data; print a Markdown table."""

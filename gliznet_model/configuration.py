@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
@@ -11,9 +12,13 @@ try:  # transformers >= 5 declares nested configs with specs
 except ImportError:  # transformers 4.x
     SubConfigSpec = None
 
-POOLINGS = ("mean", "first", "lab", "attention")
+POOLINGS = ("mean", "segment_mean", "first", "lab", "attention")
+TEXT_POOLINGS = ("cls", "mean", "label_attention")
+LAYOUTS = ("full", "text_blind", "separate", "gated")
 SIMILARITIES = ("cosine", "dot", "bilinear")
 LOSSES = ("bce", "hybrid", "supcon", "repulsion", "decoupled_bce")
+# What a config saved before layouts existed meant (the first GliZNet of this project).
+LEGACY_CHOICES = {"text_pooling": "cls", "attention_layout": "full", "segment_separators": False}
 # The published card's objective: SupCon + label repulsion + BCE with its own temperature.
 DEFAULT_LOSSES = {"supcon": 1.0, "repulsion": 0.1, "decoupled_bce": 1.0}
 
@@ -30,10 +35,15 @@ class GliZNetConfig(PretrainedConfig):
         max_sequence_length: longest joint sequence `[CLS] text [LAB] l1 ... [SEP]` the tokenizer builds (the
             tokenizer's `max_length`; `max_length` itself is reserved for generation in transformers configs).
         min_text_tokens: the text is cut no shorter than this before labels are split into chunks.
-        pooling: label vector from the label's token states: "mean", "first" (its first token), "lab" (the [LAB]
-            token before it) or "attention" (learned attention weights over its tokens).
-        use_projection / projection_dim: separate text and label linear projections, to `projection_dim`
-            (None: the backbone's hidden size).
+        pooling: label vector from the label's token states: "mean", "segment_mean" (its whole segment, [LAB] and
+            closing SEP included), "first" (its first token), "lab" (the [LAB] token before it) or "attention".
+        segment_separators: the tokenizer closes the text and every label with a SEP (see GliZNETTokenizer).
+        text_pooling: text vector from the text segment: "cls", "mean" (as sentence-transformers pools) or
+            "label_attention" (one text vector per label, see pooling.TextPooler).
+        attention_layout: who attends to whom in the joint sequence: "full", "text_blind", "separate" or "gated"
+            (see layouts.py); gate_init: starting label-to-text bias of "gated".
+        use_projection / projection_dim: text and label linear projections, to `projection_dim` (None: the
+            backbone's hidden size); tie_projections: one projection shared by both towers.
         dropout: dropout on the pooled vectors before the projections.
         similarity: "cosine" (times a learned scale), "dot" or "bilinear".
         logit_scale_init / logit_scale_max: starting value and ceiling of the learned cosine scale.
@@ -61,9 +71,14 @@ class GliZNetConfig(PretrainedConfig):
         lab_token_id: int | None = None,
         max_sequence_length: int = 512,
         min_text_tokens: int = 128,
-        pooling: str = "mean",
+        segment_separators: bool = True,
+        pooling: str = "segment_mean",
+        text_pooling: str = "mean",
+        attention_layout: str = "separate",
+        gate_init: float = -8.0,
         use_projection: bool = True,
         projection_dim: int | None = None,
+        tie_projections: bool = False,
         dropout: float = 0.1,
         similarity: str = "cosine",
         logit_scale_init: float = 2.0,
@@ -87,6 +102,10 @@ class GliZNetConfig(PretrainedConfig):
             encoder_config = AutoConfig.for_model(model_type, **encoder_config)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if text_pooling not in TEXT_POOLINGS:
+            raise ValueError(f"text_pooling must be one of {TEXT_POOLINGS}, got {text_pooling!r}")
+        if attention_layout not in LAYOUTS:
+            raise ValueError(f"attention_layout must be one of {LAYOUTS}, got {attention_layout!r}")
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
         losses = dict(DEFAULT_LOSSES if losses is None else losses)
@@ -111,9 +130,14 @@ class GliZNetConfig(PretrainedConfig):
         self.lab_token_id = lab_token_id
         self.max_sequence_length = max_sequence_length
         self.min_text_tokens = min_text_tokens
+        self.segment_separators = bool(segment_separators)
         self.pooling = pooling
+        self.text_pooling = text_pooling
+        self.attention_layout = attention_layout
+        self.gate_init = float(gate_init)
         self.use_projection = use_projection
         self.projection_dim = projection_dim
+        self.tie_projections = tie_projections
         self.dropout = dropout
         self.similarity = similarity
         self.logit_scale_init = logit_scale_init
@@ -132,6 +156,22 @@ class GliZNetConfig(PretrainedConfig):
         if encoder_attn is not None and "attn_implementation" not in kwargs:
             # The base init pushes its own (unset) attention choice into sub-configs; keep a built backbone's.
             encoder_config._attn_implementation = encoder_attn
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """Configs saved before format 2 had no layout settings: read them with the choices they were built with,
+        not today's defaults, so an old model scores as it did."""
+        if "attention_layout" not in config_dict and config_dict.get("model_type") == cls.model_type:
+            config_dict = {**LEGACY_CHOICES, **config_dict}
+        return super().from_dict(config_dict, **kwargs)
+
+    def modelling_choices(self) -> dict[str, Any]:
+        """Every modelling setting of this config (not the backbone, [LAB] id or sequence budget), e.g. to build an
+        untrained twin of a trained model with `GliZNetForSequenceClassification.from_backbone`."""
+        skip = {"self", "kwargs", "encoder_config", "encoder_name_or_path", "lab_token", "lab_token_id",
+                "max_sequence_length", "min_text_tokens", "segment_separators"}
+        names = [n for n in inspect.signature(GliZNetConfig.__init__).parameters if n not in skip]
+        return {name: getattr(self, name) for name in names}
 
     @property
     def hidden_size(self) -> int:

@@ -6,15 +6,17 @@ The contract with ``gliznet_data`` is only those columns; nothing is imported fr
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 TEXT_COLUMNS = ("text", "sentence")
-Negatives = Literal["hard", "random", "none"]
 
 
 class DataError(ValueError):
@@ -103,20 +105,43 @@ def _load_hub(dataset_id: str) -> dict[str, list[Example]]:
     return splits
 
 
+NEGATIVE_SOURCES = ("hard", "random", "in_batch")
+
+
+def parse_negatives(spec: str) -> tuple[str, ...]:
+    """'hard', 'random', 'none' or a '+'-joined mix such as 'hard+random+in_batch' -> the sources, in order."""
+    if spec == "none":
+        return ()
+    sources = tuple(dict.fromkeys(part.strip() for part in spec.split("+")))
+    unknown = [s for s in sources if s not in NEGATIVE_SOURCES]
+    if unknown or not sources:
+        raise ValueError(f"negatives must be none or a '+'-joined mix of {', '.join(NEGATIVE_SOURCES)}, got {spec!r}")
+    return sources
+
+
 @dataclass(frozen=True)
 class LabelSampling:
-    """How one epoch presents an example: every positive, negatives by ``negatives``, at most
-    ``max_labels`` in all (positives are never dropped), in a fresh order."""
+    """How one epoch presents an example: every positive, negatives from ``negatives`` (see ``parse_negatives``),
+    at most ``max_labels`` in all (positives are never dropped), in a fresh order.
 
-    negatives: Negatives = "hard"
+    ``random_negatives``: labels of other records added when random negatives are mixed with hard ones (alone,
+    "random" draws as many as the record has hard negatives). ``needle_rate``: share of presentations that show one
+    positive among hard and random negatives up to ``max_labels``, the common case at inference (one right class
+    among many candidates). In-batch negatives are added by the collator, which sees the batch.
+    """
+
+    negatives: str = "hard"
     max_labels: int = 16
     underscore_rate: float = 0.5  # how often an underscored label is shown with spaces instead
+    random_negatives: int = 2
+    needle_rate: float = 0.0
 
 
 class LabelSampler:
     def __init__(self, examples: Sequence[Example], sampling: LabelSampling, seed: int):
-        if sampling.negatives not in ("hard", "random", "none"):
-            raise ValueError(f"negatives must be hard, random or none, got {sampling.negatives!r}")
+        self.sources = parse_negatives(sampling.negatives)
+        if not 0.0 <= sampling.needle_rate <= 1.0:
+            raise ValueError(f"needle_rate must be within [0, 1], got {sampling.needle_rate}")
         self.examples = examples
         self.sampling = sampling
         self.seed = seed
@@ -126,28 +151,39 @@ class LabelSampler:
     def _spell(self, label: str, rng: random.Random) -> str:
         return label.replace("_", " ") if "_" in label and rng.random() < self.sampling.underscore_rate else label
 
+    def _random(self, rng: random.Random, wanted: int, exclude: set[str]) -> list[str]:
+        negatives: list[str] = []
+        for _ in range(wanted * 4):  # rejection sampling; the pool is large next to one record
+            if len(negatives) == wanted or not self.pool:
+                break
+            candidate = rng.choice(self.pool)
+            if candidate not in exclude and candidate not in negatives:
+                negatives.append(candidate)
+        return negatives
+
     def sample(self, index: int, epoch: int) -> tuple[list[str], list[float]]:
         """Labels and targets (1 positive, 0 negative) of example ``index`` in ``epoch``: the same
         arguments always give the same answer, which makes resumed training exact."""
         rng = random.Random(f"{self.seed}:{epoch}:{index}")
         example = self.examples[index]
         positives = list(dict.fromkeys(example.labels))
+        own = set(positives) | set(example.not_labels)
+        needle = self.sampling.needle_rate > 0 and rng.random() < self.sampling.needle_rate
+        if needle:
+            positives = [rng.choice(positives)]
         room = max(0, self.sampling.max_labels - len(positives))
-        if self.sampling.negatives == "hard":
-            negatives = [x for x in dict.fromkeys(example.not_labels) if x not in positives]
-            negatives = rng.sample(negatives, min(room, len(negatives)))
-        elif self.sampling.negatives == "random":
-            wanted = min(room, max(1, len(example.not_labels)))
-            own = set(positives) | set(example.not_labels)
-            negatives = []
-            for _ in range(wanted * 4):  # rejection sampling; the pool is large next to one record
-                if len(negatives) == wanted or not self.pool:
-                    break
-                candidate = rng.choice(self.pool)
-                if candidate not in own and candidate not in negatives:
-                    negatives.append(candidate)
-        else:
-            negatives = []
+        hard = [x for x in dict.fromkeys(example.not_labels) if x not in positives]
+        negatives: list[str] = []
+        if "hard" in self.sources:
+            negatives = rng.sample(hard, min(room, len(hard)))
+        if "random" in self.sources or needle:
+            if needle:
+                wanted = room - len(negatives)
+            elif self.sources == ("random",):
+                wanted = min(room, max(1, len(example.not_labels)))
+            else:
+                wanted = min(room - len(negatives), self.sampling.random_negatives)
+            negatives += self._random(rng, max(0, wanted), own)
         pairs = [(label, 1.0) for label in positives] + [(label, 0.0) for label in negatives]
         rng.shuffle(pairs)
         labels, targets = [], []
@@ -165,3 +201,42 @@ class LabelSampler:
 def epoch_order(size: int, epoch: int, seed: int) -> np.ndarray:
     """The example order of one epoch, a pure function of (seed, epoch)."""
     return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+SPLIT_FILE = "data_split.json"
+
+
+def example_id(example: Example) -> str:
+    """A short, stable id of an example's text (the split record stores these, not the texts)."""
+    return hashlib.sha1(example.text.encode("utf-8")).hexdigest()[:16]
+
+
+def data_key(source: str | Path) -> str:
+    """What identifies a data source across commands: a local path resolved, a Hub id as given."""
+    path = Path(source)
+    return str(path.resolve()) if path.exists() else str(source)
+
+
+def write_split_record(run_dir: Path, source: str, splits: dict[str, list[Example]], validation_fraction: float,
+                       seed: int) -> None:
+    """Record which examples a run held out, so `evaluate --data` scores exactly those (atomic write)."""
+    record = {"data": data_key(source), "validation_fraction": validation_fraction, "seed": seed,
+              "train_examples": len(splits["train"]),
+              "validation_ids": sorted(example_id(e) for e in splits["validation"])}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    temporary = run_dir / f".{SPLIT_FILE}.tmp"
+    temporary.write_text(json.dumps(record) + "\n")
+    os.replace(temporary, run_dir / SPLIT_FILE)
+
+
+def read_split_record(run_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / SPLIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("validation_ids"), list):
+        raise DataError(f"{path} is not a split record")
+    return record

@@ -62,13 +62,29 @@ def supcon_loss(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
     return _masked_mean(per_sample, (n_pos > 0) & negative.any(dim=1))
 
 
-def label_repulsion_loss(label_embeddings: torch.Tensor, present: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Mean of max(0, cos - threshold) over pairs of different labels of the same sample; keeps labels apart."""
+def label_repulsion_loss(label_embeddings: torch.Tensor, present: torch.Tensor, threshold: float,
+                         targets: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of max(0, cos - threshold) over pairs of different labels of the same sample; keeps labels apart.
+
+    With targets, only pairs that are not both positive count: two labels that both apply to a text (say "sports"
+    and "football") should stay close, not be pushed apart."""
     unit = F.normalize(label_embeddings.float(), dim=-1)
     cosine = torch.bmm(unit, unit.transpose(1, 2))
     k = present.shape[1]
     pairs = present.unsqueeze(2) & present.unsqueeze(1) & ~torch.eye(k, dtype=torch.bool, device=present.device)
+    if targets is not None:
+        positive = present & (targets > 0.5)
+        pairs = pairs & ~(positive.unsqueeze(2) & positive.unsqueeze(1))
     return _masked_mean(F.relu(cosine - threshold), pairs)
+
+
+def preservation_loss(text: torch.Tensor, labels: torch.Tensor, present: torch.Tensor,
+                      reference_text: torch.Tensor, reference_labels: torch.Tensor) -> torch.Tensor:
+    """Mean 1 - cos between the model's text and label vectors and the untrained model's vectors for the same
+    inputs: a leash that lets training add hard-negative skill without erasing the backbone's zero-shot geometry."""
+    text_term = 1.0 - F.cosine_similarity(text.float(), reference_text.float(), dim=-1)
+    label_term = 1.0 - F.cosine_similarity(labels.float(), reference_labels.float(), dim=-1)
+    return text_term.mean() + _masked_mean(label_term, present)
 
 
 def align_targets(targets: torch.Tensor, num_labels: int, ignore_index: int) -> torch.Tensor:
@@ -108,7 +124,7 @@ def compute_loss(
         elif name == "supcon":
             term = supcon_loss(logits, targets, valid)
         elif name == "repulsion":
-            term = label_repulsion_loss(label_embeddings, present, config.repulsion_threshold)
+            term = label_repulsion_loss(label_embeddings, present, config.repulsion_threshold, targets)
         elif name == "decoupled_bce":
             if bce_logits is None:
                 raise ValueError("decoupled_bce needs the scorer's bce_logits")

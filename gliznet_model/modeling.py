@@ -1,8 +1,8 @@
 """GliZNetForSequenceClassification: one encoder pass scores every label of a text.
 
-The backbone reads `[CLS] text [LAB] l1 [LAB] l2 ... [SEP]`; the text vector is the CLS state, each label vector is
-pooled from its own tokens (pooling.py), both go through their own projection, and the scorer (scoring.py) compares
-them. Logits come back padded to [batch, max_labels] with a mask, so any number of labels per row works.
+The backbone reads `[CLS] text [LAB] l1 [LAB] l2 ... [SEP]` under an attention layout (layouts.py) that decides
+whether text and labels see each other; the text vector is pooled from the text segment and each label vector from
+its own tokens (pooling.py), both go through their projections, and the scorer (scoring.py) compares them. Logits come back padded to [batch, max_labels] with a mask, so any number of labels per row works.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
+from .backbones import sentence_pooling
 from .configuration import GliZNetConfig
 from .losses import compute_loss
 from .outputs import GliZNetOutput, LabelScore, Prediction
-from .pooling import LabelPooler
+from .layouts import LAYOUT_BACKBONES, AttentionLayout, check_backbone
+from .pooling import LabelPooler, TextPooler
 from .scoring import LabelScorer
 from .tokenizer import GliZNETTokenizer
 
@@ -36,6 +38,7 @@ _TOKENIZER_SETTINGS = {
     "lab_token": "lab_token",
     "max_sequence_length": "max_length",
     "min_text_tokens": "min_text_tokens",
+    "segment_separators": "segment_separators",
 }
 
 
@@ -57,6 +60,12 @@ class GliZNetPreTrainedModel(PreTrainedModel):
             if module.bce_logit_scale is not None:
                 init.constant_(module.bce_logit_scale, math.log(config.bce_scale_init))
                 init.constant_(module.bce_bias, float(config.bce_bias_init))
+        elif isinstance(module, AttentionLayout):
+            if module.gate is not None:
+                init.constant_(module.gate, config.gate_init)
+        elif isinstance(module, TextPooler):
+            if module.log_scale is not None:
+                init.zeros_(module.log_scale)
         elif isinstance(module, nn.Linear) and getattr(module, "_gliznet_init", None) == "eye":
             # Both towers start as the same (truncated) identity, so an untrained model compares texts and labels
             # in the backbone's own geometry instead of through two unrelated random maps.
@@ -84,14 +93,22 @@ class GliZNetForSequenceClassification(GliZNetPreTrainedModel):
             backbone = AutoModel.from_config(config.encoder_config)
         self.backbone = backbone
         config.encoder_config = backbone.config  # one object, so embedding resizes show up in config.json
+        model_type = getattr(backbone.config, "model_type", "")
+        check_backbone(config.attention_layout, model_type)
+        offset = 0
+        if LAYOUT_BACKBONES.get(model_type) == "padding":
+            offset = int(backbone.config.pad_token_id) + 1
         hidden, dim = config.hidden_size, config.embedding_dim
+        self.layout = AttentionLayout(config.attention_layout, config.lab_token_id, config.gate_init, offset,
+                                      config.segment_separators)
         self.dropout = nn.Dropout(config.dropout)
         self.pooler = LabelPooler(config.pooling, hidden)
         if self.pooler.attention is not None:
             self.pooler.attention._gliznet_init = "zeros"
+        self.text_pooler = TextPooler(config.text_pooling)
         if config.use_projection:
             self.text_projection = nn.Linear(hidden, dim)
-            self.label_projection = nn.Linear(hidden, dim)
+            self.label_projection = self.text_projection if config.tie_projections else nn.Linear(hidden, dim)
             self.text_projection._gliznet_init = self.label_projection._gliznet_init = "eye"
         else:
             self.text_projection = nn.Identity()
@@ -150,6 +167,9 @@ class GliZNetForSequenceClassification(GliZNetPreTrainedModel):
             raise ValueError(f"max_length {tokenizer.max_length} exceeds the backbone's {max_positions} positions")
         for key, attr in _TOKENIZER_SETTINGS.items():
             config_kwargs[key] = getattr(tokenizer, attr)
+        if config_kwargs.get("text_pooling") is None:
+            # Pool the text the way the backbone learned to embed sentences, when it says how.
+            config_kwargs["text_pooling"] = sentence_pooling(str(name_or_path)) or "mean"
         config = GliZNetConfig(
             encoder_config=backbone.config,
             encoder_name_or_path=str(name_or_path),
@@ -158,6 +178,12 @@ class GliZNetForSequenceClassification(GliZNetPreTrainedModel):
         )
         model = cls(config, backbone=backbone)
         model.fit_vocabulary(len(tokenizer))
+        if tokenizer.lab_token_id >= tokenizer.tokenizer.vocab_size:  # [LAB] is new to this backbone
+            # A new [LAB] starts as the backbone's [CLS]: in the restarting layouts each label segment then reads
+            # like "[CLS] label", exactly what the backbone saw when it learned to embed short texts.
+            with torch.no_grad():
+                weight = model.get_input_embeddings().weight
+                weight[tokenizer.lab_token_id] = weight[tokenizer.cls_token_id]
         return model
 
     @classmethod
@@ -179,6 +205,9 @@ class GliZNetForSequenceClassification(GliZNetPreTrainedModel):
             raise ValueError(
                 f"tokenizer [LAB] id {tokenizer.lab_token_id} differs from the model's {self.config.lab_token_id}"
             )
+        if tokenizer.segment_separators != self.config.segment_separators:
+            raise ValueError(f"tokenizer segment_separators={tokenizer.segment_separators} differs from the model's "
+                             f"{self.config.segment_separators}")
         if len(tokenizer) > self.get_input_embeddings().num_embeddings:
             raise ValueError(
                 f"tokenizer has {len(tokenizer)} tokens, the model's embeddings only "
@@ -194,7 +223,6 @@ class GliZNetForSequenceClassification(GliZNetPreTrainedModel):
         labels: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
@@ -204,11 +232,17 @@ class GliZNetForSequenceClassification(GliZNetPreTrainedModel):
         (1 positive, 0 negative, config.ignore_index padding); when given, `loss` is the configured objective."""
         if label_mask is None:
             raise ValueError("label_mask is required; GliZNETTokenizer builds it with the input ids")
-        encoder_inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if input_ids is None or attention_mask is None:
+            raise ValueError("input_ids and attention_mask are required (the layout is read from the token ids)")
+        dtype = self.backbone.get_input_embeddings().weight.dtype
+        segment = self.layout.segments(input_ids, attention_mask)
+        backbone_mask, layout_positions = self.layout(input_ids, attention_mask, segment, dtype)
+        if position_ids is None:
+            position_ids = layout_positions
+        encoder_inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": backbone_mask}
         for name, value in (
             ("token_type_ids", token_type_ids),
             ("position_ids", position_ids),
-            ("inputs_embeds", inputs_embeds),
             ("output_hidden_states", output_hidden_states),
             ("output_attentions", output_attentions),
         ):
@@ -217,8 +251,12 @@ class GliZNetForSequenceClassification(GliZNetPreTrainedModel):
         encoded = self.backbone(**encoder_inputs, **kwargs)
         hidden = encoded[0]
 
-        label_vectors, present = self.pooler(hidden, label_mask.to(hidden.device))
-        text_vectors = self.text_projection(self.dropout(hidden[:, 0]))
+        pooled_mask = label_mask.to(hidden.device)
+        if self.config.pooling == "segment_mean":
+            pooled_mask = segment.clamp(min=0)
+        label_vectors, present = self.pooler(hidden, pooled_mask)
+        text_vectors = self.text_pooler(hidden, segment == 0, label_vectors)
+        text_vectors = self.text_projection(self.dropout(text_vectors))
         label_vectors = self.label_projection(self.dropout(label_vectors))
         scores = self.scorer(text_vectors, label_vectors)
 

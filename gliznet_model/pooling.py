@@ -13,7 +13,9 @@ from torch import nn
 class LabelPooler(nn.Module):
     """Pools token states into label vectors.
 
-    Strategies: "mean" of the label's tokens, its "first" token, the "lab" marker token just before it, or
+    Strategies: "mean" of the label's tokens, "segment_mean" (the mean over the label's whole segment, [LAB] and
+    closing SEP included, as a sentence encoder pools "[CLS] label [SEP]"; the model passes the segment mask), its
+    "first" token, the "lab" marker token before it, or
     "attention": softmax-weighted tokens with weights from a learned linear score (initialized to zero, so it starts
     as the mean).
     """
@@ -37,7 +39,7 @@ class LabelPooler(nn.Module):
         counts = torch.bincount(slot, minlength=n_slots)
         present = counts > 0
 
-        if self.strategy == "mean":
+        if self.strategy in ("mean", "segment_mean"):  # segment_mean gets the segment mask from the model
             sums = flat_hidden.new_zeros(n_slots, dim).index_add_(0, slot, flat_hidden[token])
             vectors = sums / counts.clamp(min=1).unsqueeze(1).to(sums.dtype)
         elif self.strategy in ("first", "lab"):
@@ -56,3 +58,35 @@ class LabelPooler(nn.Module):
             weights = (weights / total[slot]).to(states.dtype)
             vectors = flat_hidden.new_zeros(n_slots, dim).index_add_(0, slot, states * weights.unsqueeze(1))
         return vectors.view(batch, num_labels, dim), present.view(batch, num_labels)
+
+
+class TextPooler(nn.Module):
+    """The text vector from the token states of the text segment (CLS, the text and the closing SEP).
+
+    Strategies: "cls", its first token (only meaningful for backbones trained to put a sentence vector there);
+    "mean" of the text segment, as sentence-transformers pools most of its models; "label_attention": every label
+    gets its own text vector, softmax-weighted text tokens scored by cosine to that label's vector times a learned
+    scale that starts at 1 (close to the mean), so a label can pick out the part of a long text that concerns it.
+    """
+
+    def __init__(self, strategy: str) -> None:
+        super().__init__()
+        self.strategy = strategy
+        self.log_scale = nn.Parameter(torch.zeros(())) if strategy == "label_attention" else None
+
+    def forward(self, hidden: torch.Tensor, text_mask: torch.Tensor,
+                label_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden [B, L, D], text_mask [B, L] bool -> [B, D] ([B, K, D] for "label_attention")."""
+        if self.strategy == "cls":
+            return hidden[:, 0]
+        weights = text_mask.to(hidden.dtype)
+        if self.strategy == "mean":
+            return (hidden * weights.unsqueeze(2)).sum(1) / weights.sum(1, keepdim=True).clamp(min=1.0)
+        if label_vectors is None:
+            raise ValueError("label_attention text pooling needs the label vectors")
+        unit_tokens = nn.functional.normalize(hidden.float(), dim=-1)
+        unit_labels = nn.functional.normalize(label_vectors.float(), dim=-1)
+        scores = torch.einsum("bkd,bld->bkl", unit_labels, unit_tokens) * self.log_scale.exp()
+        scores = scores.masked_fill(~text_mask.unsqueeze(1), float("-inf"))
+        attention = torch.softmax(scores, dim=-1).to(hidden.dtype)
+        return torch.einsum("bkl,bld->bkd", attention, hidden)

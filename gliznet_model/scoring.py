@@ -42,15 +42,17 @@ class LabelScorer(nn.Module):
             self.bce_bias = None
 
     def forward(self, text: torch.Tensor, labels: torch.Tensor) -> Scores:
-        """text [B, D], labels [B, K, D] -> Scores with [B, K] tensors."""
+        """text [B, D] (or one text vector per label, [B, K, D]), labels [B, K, D] -> Scores with [B, K] tensors."""
+        if text.dim() == 2:
+            text = text.unsqueeze(1).expand_as(labels)
         if self.similarity == "cosine":
-            sim = torch.einsum("bd,bkd->bk", F.normalize(text, dim=-1), F.normalize(labels, dim=-1))
+            sim = torch.einsum("bkd,bkd->bk", F.normalize(text, dim=-1), F.normalize(labels, dim=-1))
             logits = sim * self.logit_scale.clamp(max=self.max_log_scale).exp()
         elif self.similarity == "dot":
-            sim = torch.einsum("bd,bkd->bk", text, labels)
+            sim = torch.einsum("bkd,bkd->bk", text, labels)
             logits = sim
         else:
-            sim = torch.einsum("bd,de,bke->bk", text, self.bilinear.to(text.dtype), labels)
+            sim = torch.einsum("bkd,de,bke->bk", text, self.bilinear.to(text.dtype), labels)
             logits = sim
         bce_logits = None
         if self.bce_logit_scale is not None:

@@ -1,4 +1,5 @@
-"""GliZNETTokenizer: builds the joint sequence `[CLS] text [LAB] l1 [LAB] l2 ... [SEP]` and its label mask.
+"""GliZNETTokenizer: builds the joint sequence `[CLS] text [SEP] [LAB] l1 [SEP] [LAB] l2 [SEP] ...` (or the original
+`[CLS] text [LAB] l1 [LAB] l2 ... [SEP]` without segment separators) and its label mask.
 
 Truncation never cuts a label. The text gives way first, down to `min_text_tokens` (default 128) or its own length
 if shorter; when the labels still do not fit in `max_length`, they are split into chunks that each carry the same
@@ -117,6 +118,10 @@ class GliZNETTokenizer(PushToHubMixin):
         lab_token: the label marker; added as a special token when the vocabulary lacks it.
         max_length: longest joint sequence; defaults to min(512, tokenizer.model_max_length).
         min_text_tokens: shortest the text is cut to before labels are chunked (shorter texts are kept whole).
+        segment_separators: close the text and every label with its own SEP,
+            `[CLS] text [SEP] [LAB] l1 [SEP] [LAB] l2 [SEP]`, so that in the restarting attention layouts each segment
+            reads exactly like a sentence the backbone embedded alone (`[CLS] ... [SEP]`); one token more per label.
+            Off: the original `[CLS] text [LAB] l1 [LAB] l2 ... [SEP]`.
     """
 
     def __init__(
@@ -125,6 +130,7 @@ class GliZNETTokenizer(PushToHubMixin):
         lab_token: str = "[LAB]",
         max_length: int | None = None,
         min_text_tokens: int = DEFAULT_MIN_TEXT_TOKENS,
+        segment_separators: bool = True,
     ) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError(f"GliZNet needs a fast tokenizer, got {type(tokenizer).__name__}")
@@ -151,6 +157,7 @@ class GliZNETTokenizer(PushToHubMixin):
         self._label_cache: dict[str, list[int]] = {}
         self.max_length = int(max_length)
         self.min_text_tokens = int(min_text_tokens)
+        self.segment_separators = bool(segment_separators)
 
     @property
     def max_length(self) -> int:
@@ -170,12 +177,14 @@ class GliZNETTokenizer(PushToHubMixin):
         hub_kwargs = {k: kwargs.pop(k) for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
         if config_file.is_file():
             settings = json.loads(config_file.read_text())
+            settings.setdefault("segment_separators", False)  # saved before separators existed
         elif not Path(name_or_path).exists():
             from huggingface_hub import hf_hub_download
             from huggingface_hub.utils import HfHubHTTPError
 
             try:
                 settings = json.loads(Path(hf_hub_download(str(name_or_path), CONFIG_NAME, **hub_kwargs)).read_text())
+                settings.setdefault("segment_separators", False)
             except (HfHubHTTPError, OSError, ValueError):  # a plain backbone on the Hub has no GliZNet settings
                 settings = {}
         settings.update(kwargs)
@@ -189,7 +198,8 @@ class GliZNETTokenizer(PushToHubMixin):
             return self.push_to_hub(repo_id, **kwargs)
         os.makedirs(save_directory, exist_ok=True)
         files = self.tokenizer.save_pretrained(save_directory)
-        settings = {"lab_token": self.lab_token, "max_length": self.max_length, "min_text_tokens": self.min_text_tokens}
+        settings = {"lab_token": self.lab_token, "max_length": self.max_length, "min_text_tokens": self.min_text_tokens,
+                    "segment_separators": self.segment_separators}
         config_file = Path(save_directory) / CONFIG_NAME
         config_file.write_text(json.dumps(settings, indent=2) + "\n")
         return (*files, str(config_file))
@@ -200,7 +210,8 @@ class GliZNETTokenizer(PushToHubMixin):
     def __repr__(self) -> str:
         return (
             f"GliZNETTokenizer({type(self.tokenizer).__name__}, lab_token={self.lab_token!r}, "
-            f"lab_token_id={self.lab_token_id}, max_length={self.max_length}, min_text_tokens={self.min_text_tokens})"
+            f"lab_token_id={self.lab_token_id}, max_length={self.max_length}, min_text_tokens={self.min_text_tokens}, "
+            f"segment_separators={self.segment_separators})"
         )
 
     # -------------------------------------------------------------------------------------------------- encoding
@@ -251,7 +262,7 @@ class GliZNETTokenizer(PushToHubMixin):
         longest = int(seg_lens.max())
         if longest > budget:
             raise ValueError(
-                f"text {index}: a label of {longest - 1} tokens cannot fit next to {min_text} text tokens "
+                f"text {index}: a label of {longest - 1 - int(self.segment_separators)} tokens cannot fit next to {min_text} text tokens "
                 f"within max_length={self.max_length}"
             )
         if not allow_chunking:
@@ -313,11 +324,14 @@ class GliZNETTokenizer(PushToHubMixin):
         if (text_lens == 0).any():
             raise ValueError(f"text {int(np.argmin(text_lens))} produces no tokens")
 
-        # Token pool: [CLS] [SEP] | all text tokens | every distinct label as "[LAB] tokens".
-        seg_lens = label_lens + 1
+        # Token pool: [CLS] [SEP] | all text tokens | every distinct label as "[LAB] tokens" (+ "[SEP]").
+        closing = int(self.segment_separators)
+        seg_lens = label_lens + 1 + closing
         text_starts = 2 + np.cumsum(text_lens) - text_lens
         seg_starts = 2 + int(text_lens.sum()) + np.cumsum(seg_lens) - seg_lens
         label_pool = np.full(int(seg_lens.sum()), self.lab_token_id, dtype=np.int64)
+        if closing:
+            label_pool[np.cumsum(seg_lens) - 1] = self.sep_token_id
         label_pool[_ragged_arange(label_lens) + np.repeat(seg_starts - seg_starts[0] + 1, label_lens)] = np.fromiter(
             itertools.chain.from_iterable(label_ids), np.int64, int(label_lens.sum())
         )
@@ -346,7 +360,8 @@ class GliZNETTokenizer(PushToHubMixin):
         k = np.fromiter(map(len, row_uids), np.int64, len(row_uids))
         all_uids = np.concatenate(row_uids)
 
-        # Pieces per row: CLS, text slice, one per label, SEP; all rows laid out with one gather.
+        # Pieces per row: CLS, text slice, one per label, SEP (with segment separators the SEP closes the text and
+        # comes before the labels); all rows laid out with one gather.
         n_rows = len(k)
         pieces_per_row = k + 3
         first_piece = np.cumsum(pieces_per_row) - pieces_per_row
@@ -357,15 +372,18 @@ class GliZNETTokenizer(PushToHubMixin):
         piece_start[first_piece], piece_len[first_piece] = 0, 1
         piece_start[first_piece + 1], piece_len[first_piece + 1] = text_starts[row_sample_arr], keep_arr
         within = _ragged_arange(k)
-        label_piece = np.repeat(first_piece + 2, k) + within
+        label_piece = np.repeat(first_piece + 2 + closing, k) + within
         piece_start[label_piece], piece_len[label_piece] = seg_starts[all_uids], seg_lens[all_uids]
         piece_label[label_piece] = within + 1
-        piece_start[first_piece + 2 + k], piece_len[first_piece + 2 + k] = 1, 1
+        sep_piece = first_piece + 2 if closing else first_piece + 2 + k
+        piece_start[sep_piece], piece_len[sep_piece] = 1, 1
 
         ids = _gather_runs(pool, piece_start, piece_len)
         mask = np.repeat(piece_label, piece_len)
         piece_token_start = np.cumsum(piece_len) - piece_len
         mask[piece_token_start[label_piece]] = 0  # the [LAB] marker itself belongs to no label
+        if closing:
+            mask[piece_token_start[label_piece] + piece_len[label_piece] - 1] = 0  # nor does its closing SEP
         lengths = np.add.reduceat(piece_len, first_piece) if n_rows else np.zeros(0, np.int64)
 
         return GliZNetEncoding(

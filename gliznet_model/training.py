@@ -7,6 +7,7 @@ checkpoint stores the model, optimizer, scheduler and RNG states plus where in t
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -16,11 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .backbones import default_backbone
-from .data import Example, LabelSampler, LabelSampling, epoch_order, load_splits
-from .evaluation import evaluate, multilabel_set
+from .data import (Example, LabelSampler, LabelSampling, epoch_order, load_splits, parse_negatives,
+                   write_split_record)
+from .benchmarks import multilabel_set
+from .evaluation import evaluate
+from .losses import preservation_loss
 from .modeling import GliZNetForSequenceClassification
 from .tokenizer import GliZNETTokenizer
 
@@ -47,11 +51,22 @@ class TrainConfig(BaseModel):
     max_length: int = Field(256, ge=16)
     min_text_tokens: int | None = Field(None, ge=1, description="text kept when labels crowd it; default max_length/2")
     max_labels: int = Field(16, ge=1, description="labels per example; positives are always kept")
-    negatives: Literal["hard", "random", "none"] = "hard"
+    negatives: str = Field("hard", description="none, or a '+'-joined mix of hard, random and in_batch")
+    random_negatives: int = Field(2, ge=0, description="random negatives added when mixed with hard ones")
+    in_batch_negatives: int = Field(2, ge=0, description="other batch rows' positives added per row (in_batch)")
+    needle_rate: float = Field(0.0, ge=0, le=1, description="share of rows shown as one positive among negatives")
     similarity: Literal["cosine", "dot", "bilinear"] = "cosine"
-    pooling: Literal["mean", "first", "lab", "attention"] = "mean"
+    pooling: Literal["mean", "segment_mean", "first", "lab", "attention"] = "segment_mean"
+    text_pooling: Literal["cls", "mean", "label_attention"] | None = Field(
+        None, description="text vector; default: the backbone's sentence-transformers pooling, else mean")
+    attention_layout: Literal["full", "text_blind", "separate", "gated"] = "separate"
+    logit_scale_init: float | None = Field(None, gt=0, description="starting cosine scale; default: the config's")
+    tie_projections: bool = False
+    segment_separators: bool = Field(True, description="close the text and every label with a SEP")
     projection_dim: int | None = Field(None, ge=1)
     losses: dict[str, float] | None = Field(None, description="loss name -> weight; default: the config's")
+    preserve: float = Field(0.0, ge=0, description="weight of 1 - cos(vector, the untrained model's vector) on "
+                                                   "text and label vectors: keeps the backbone's zero-shot geometry")
     seed: int = 42
     precision: Literal["no", "bf16", "fp16"] = "no"
     eval_every: int | None = Field(None, ge=1, description="optimizer steps between evaluations; default: each epoch")
@@ -65,6 +80,13 @@ class TrainConfig(BaseModel):
     push_to_hub: str | None = None
 
 
+    @field_validator("negatives")
+    @classmethod
+    def _known_negatives(cls, value: str) -> str:
+        parse_negatives(value)
+        return value
+
+
 class StepInfo(BaseModel):
     step: int
     total: int
@@ -72,6 +94,18 @@ class StepInfo(BaseModel):
     loss: float
     lr: float
     examples_per_second: float
+
+
+def model_settings(config: TrainConfig) -> dict[str, Any]:
+    """The GliZNetConfig fields a TrainConfig sets (None: the config's or the backbone's default)."""
+    settings: dict[str, Any] = {"similarity": config.similarity, "pooling": config.pooling,
+                                "projection_dim": config.projection_dim, "text_pooling": config.text_pooling,
+                                "attention_layout": config.attention_layout, "tie_projections": config.tie_projections}
+    if config.losses is not None:
+        settings["losses"] = config.losses
+    if config.logit_scale_init is not None:
+        settings["logit_scale_init"] = config.logit_scale_init
+    return settings
 
 
 def _param_groups(model: GliZNetForSequenceClassification, config: TrainConfig) -> list[dict[str, Any]]:
@@ -95,42 +129,66 @@ class _EpochData(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.order)
 
-    def __getitem__(self, i: int) -> tuple[str, list[str], list[float]]:
+    def __getitem__(self, i: int) -> tuple[str, list[str], list[float], tuple[str, ...]]:
         index = int(self.order[i])
         labels, targets = self.sampler.sample(index, self.epoch)
-        return self.examples[index].text, labels, targets
+        example = self.examples[index]
+        return example.text, labels, targets, example.labels + example.not_labels
 
 
 class _Collator:
     """Tokenizes a batch for training. Training rows cannot be chunked, so an example whose labels
     would squeeze the text below ``min_text_tokens`` loses hard negatives (never positives) until they fit."""
 
-    def __init__(self, tokenizer: GliZNETTokenizer):
+    def __init__(self, tokenizer: GliZNETTokenizer, in_batch: int = 0, max_labels: int = 16):
         self.tokenizer = tokenizer
         self.budget = tokenizer.max_length - 2 - tokenizer.min_text_tokens
         self.cost: dict[str, int] = {}
+        self.in_batch, self.max_labels = in_batch, max_labels
+
+    def _add_in_batch(self, items: list[tuple[str, list[str], list[float], tuple[str, ...]]]) -> list[tuple]:
+        """Each row also gets up to ``in_batch`` positives of the next rows as negatives (none of its own labels or
+        hard negatives), deterministically, so a resumed run sees the same batches."""
+        positives = [[label for label, t in zip(labels, targets) if t > 0.5] for _, labels, targets, _ in items]
+        out = []
+        for i, (text, labels, targets, own) in enumerate(items):
+            labels, targets = list(labels), list(targets)
+            taken, added = set(labels) | set(own), 0
+            for step in range(1, len(items)):
+                if added == self.in_batch or len(labels) >= self.max_labels:
+                    break
+                label = positives[(i + step) % len(items)][0] if positives[(i + step) % len(items)] else None
+                if label is not None and label not in taken:
+                    labels.append(label)
+                    targets.append(0.0)
+                    taken.add(label)
+                    added += 1
+            out.append((text, labels, targets))
+        return out
 
     def _fit(self, labels: list[str], targets: list[float]) -> tuple[list[str], list[float]]:
         missing = [label for label in labels if label not in self.cost]
         if missing:
             ids = self.tokenizer.tokenizer(missing, add_special_tokens=False)["input_ids"]
-            self.cost.update((label, len(tokens) + 1) for label, tokens in zip(missing, ids))  # +1: [LAB]
+            extra = 1 + int(self.tokenizer.segment_separators)  # [LAB], and its SEP when segments are closed
+            self.cost.update((label, len(tokens) + extra) for label, tokens in zip(missing, ids))
         labels, targets = list(labels), list(targets)
         while sum(self.cost[label] for label in labels) > self.budget and 0.0 in targets:
             drop = len(targets) - 1 - targets[::-1].index(0.0)
             del labels[drop], targets[drop]
         return labels, targets
 
-    def __call__(self, items: list[tuple[str, list[str], list[float]]]) -> Any:
-        fitted = [self._fit(labels, targets) for _, labels, targets in items]
-        return self.tokenizer([text for text, _, _ in items], [labels for labels, _ in fitted],
+    def __call__(self, items: list[tuple[str, list[str], list[float], tuple[str, ...]]]) -> Any:
+        rows = self._add_in_batch(items) if self.in_batch else [item[:3] for item in items]
+        fitted = [self._fit(labels, targets) for _, labels, targets in rows]
+        return self.tokenizer([row[0] for row in rows], [labels for labels, _ in fitted],
                               targets=[targets for _, targets in fitted])
 
 
 def validate(model: GliZNetForSequenceClassification, tokenizer: GliZNETTokenizer, examples: list[Example],
              batch_size: int) -> dict[str, float]:
     """Metrics on held-out examples with all their positives and hard negatives as candidates."""
-    from .baselines import gliznet_system
+    from .systems import gliznet_system
 
     data = multilabel_set("validation", [e.text for e in examples], [e.labels for e in examples],
                           [e.not_labels for e in examples])
@@ -206,13 +264,16 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
     backbone = config.backbone or default_backbone()
 
     tokenizer = GliZNETTokenizer.from_pretrained(
-        backbone, max_length=config.max_length, min_text_tokens=config.min_text_tokens or config.max_length // 2)
-    model_kwargs: dict[str, Any] = {"similarity": config.similarity, "pooling": config.pooling,
-                                    "projection_dim": config.projection_dim}
-    if config.losses is not None:
-        model_kwargs["losses"] = config.losses
-    model = GliZNetForSequenceClassification.from_backbone(backbone, tokenizer=tokenizer, **model_kwargs)
-    sampler = LabelSampler(train_set, LabelSampling(config.negatives, config.max_labels), config.seed)
+        backbone, max_length=config.max_length, min_text_tokens=config.min_text_tokens or config.max_length // 2,
+        segment_separators=config.segment_separators)
+    model = GliZNetForSequenceClassification.from_backbone(backbone, tokenizer=tokenizer, **model_settings(config))
+    sampler = LabelSampler(train_set, LabelSampling(config.negatives, config.max_labels,
+                                                    random_negatives=config.random_negatives,
+                                                    needle_rate=config.needle_rate), config.seed)
+    # The untrained model, frozen, is the reference that the preservation term keeps the vectors near.
+    reference = None
+    if config.preserve > 0:
+        reference = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
 
     batches_per_epoch = math.ceil(len(train_set) / (config.batch_size * accelerator.num_processes))
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
@@ -236,6 +297,8 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
     elif accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         (output / "metrics.jsonl").write_text("")
+    if accelerator.is_main_process:
+        write_split_record(output, config.data, splits, config.validation_fraction, config.seed)
 
     def log(entry: dict[str, Any]) -> None:
         if accelerator.is_main_process:
@@ -278,7 +341,8 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
         save_checkpoint()
         return accelerator.check_trigger()
 
-    collate = _Collator(tokenizer)
+    in_batch = config.in_batch_negatives if "in_batch" in parse_negatives(config.negatives) else 0
+    collate = _Collator(tokenizer, in_batch, config.max_labels)
 
     model.train()
     stopped = False
@@ -295,7 +359,14 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
             loader = accelerator.skip_first_batches(loader, state["batch"])
         for batch in loader:
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                out = model(**batch)
+                loss = out.loss
+                if reference is not None:
+                    with torch.no_grad():
+                        ref = reference(**{k: v for k, v in batch.items() if k != "labels"})
+                    loss = loss + config.preserve * preservation_loss(
+                        out.text_embeddings, out.label_embeddings, out.logits_mask, ref.text_embeddings,
+                        ref.label_embeddings)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

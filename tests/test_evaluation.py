@@ -8,10 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gliznet_model.cli import app
-from gliznet_model.evaluation import (
-    BENCHMARKS, BenchmarkError, EvalSet, load_benchmark, load_eval_data, markdown_table, multilabel_metrics,
-    single_label_metrics,
-)
+from gliznet_model.benchmarks import BENCHMARKS, BenchmarkError, EvalSet, load_benchmark, load_eval_data
+from gliznet_model.evaluation import markdown_table
+from gliznet_model.metrics import multilabel_metrics, single_label_metrics
 
 runner = CliRunner()
 
@@ -21,7 +20,7 @@ def test_multilabel_metrics_by_hand():
     assert m["pairs"] == 5
     assert m["binary_accuracy"] == pytest.approx(3 / 5)
     assert m["f1_micro"] == pytest.approx(0.5)  # tp 1, fp 1, fn 1
-    assert m["f1_macro"] == pytest.approx(0.25)  # a 1, b 0, c 0, d 0
+    assert m["f1_macro"] == pytest.approx(0.5)  # over labels with a positive: a 1, d 0 (b, c are only negatives)
     assert m["roc_auc"] == pytest.approx(5 / 6)
     assert m["f1_micro_best"] == pytest.approx(0.8) and m["best_threshold"] == pytest.approx(0.35)
     assert m["precision@1"] == 1.0 and m["mrr"] == 1.0
@@ -35,6 +34,39 @@ def test_ranking_metrics_when_the_positive_is_second():
     assert m["ndcg@3"] == pytest.approx(1 / np.log2(3))
 
 
+def test_ties_never_favour_the_positives():
+    """A constant scorer must not get credit for the order candidates were listed in (positives first)."""
+    m = multilabel_metrics([["p", "n1", "n2"], ["q", "n3"]], [[1, 0, 0], [1, 0]], [[0.5, 0.5, 0.5], [0.5, 0.5]])
+    assert m["precision@1"] == 0.0
+    assert m["mrr"] == pytest.approx((1 / 3 + 1 / 2) / 2)
+    assert m["ndcg@3"] == pytest.approx((1 / np.log2(4) + 1 / np.log2(3)) / 2)
+    assert m["roc_auc"] == pytest.approx(0.5)
+    # A tie between the positive and one negative, above a second negative: the positive ranks second.
+    m = multilabel_metrics([["p", "a", "b"]], [[1, 0, 0]], [[0.7, 0.7, 0.1]])
+    assert m["mrr"] == pytest.approx(0.5) and m["precision@1"] == 0.0
+
+
+def test_argmax_ties_never_go_to_the_gold_class():
+    m = single_label_metrics([0, 1], [[0.5, 0.5, 0.1], [0.2, 0.9, 0.9]], 3)
+    assert m["accuracy"] == 0.0
+    assert single_label_metrics([2], [[0.1, 0.2, 0.3]], 3)["accuracy"] == 1.0
+
+
+def test_macro_f1_counts_only_labels_with_a_positive():
+    # A perfect predictor scores 1.0, however many labels only ever appear as negatives.
+    m = multilabel_metrics([["a", "x"], ["b", "y", "z"]], [[1, 0], [1, 0, 0]], [[0.9, 0.1], [0.8, 0.2, 0.3]])
+    assert m["f1_macro"] == pytest.approx(1.0)
+    # Label "a" right once and missed once (F1 2/3), "b" missed (0): mean 1/3.
+    m = multilabel_metrics([["a"], ["a"], ["b", "x"]], [[1], [1], [1, 0]], [[0.9], [0.1], [0.2, 0.1]])
+    assert m["f1_macro"] == pytest.approx((2 / 3 + 0.0) / 2)
+
+
+def test_the_dev_set_loads_one_set_per_task():
+    sets = load_benchmark("dev")
+    assert len(sets) >= 5 and all(s.name.startswith("dev/") for s in sets)
+    assert all(len(s.class_names) >= 2 and len(set(s.gold)) == len(s.class_names) for s in sets)
+
+
 def test_single_label_metrics_by_hand():
     scores = [[0.9, 0.1, 0.0], [0.1, 0.2, 0.7], [0.0, 0.1, 0.9], [0.2, 0.5, 0.3]]
     m = single_label_metrics([0, 1, 2, 1], scores, 3)
@@ -43,7 +75,7 @@ def test_single_label_metrics_by_hand():
 
 
 def test_bbc_reads_the_packaged_corpus():
-    bbc = load_benchmark("bbc_news")
+    [bbc] = load_benchmark("bbc_news")
     assert len(bbc.texts) == 2225
     assert bbc.class_names == ["business", "entertainment", "politics", "sports", "technology"]
     assert np.bincount(bbc.gold).tolist() == [510, 386, 417, 511, 401]
@@ -115,7 +147,7 @@ def test_nli_baseline_runs_the_zero_shot_pipeline(tmp_path):
     """A tiny random NLI model: the scores are noise, but every (text, label) pair goes through the pipeline."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from gliznet_model.baselines import nli_system
+    from gliznet_model.systems import nli_system
     from tests.model_helpers import write_tiny_backbone
 
     path = write_tiny_backbone(tmp_path / "nli")

@@ -45,19 +45,25 @@ def tokens_of(tokenizer, text):
 
 
 # ------------------------------------------------------------------------------------------------------ tokenizer
-def test_joint_sequence_layout_and_label_mask(tokenizer):
+@pytest.mark.parametrize("separators", [True, False])
+def test_joint_sequence_layout_and_label_mask(backbone_dir, separators):
+    tokenizer = GliZNETTokenizer.from_pretrained(backbone_dir, max_length=64, min_text_tokens=8,
+                                                 segment_separators=separators)
     enc = tokenizer(TEXTS, LABELS)
     ids, mask, attn = enc["input_ids"], enc["label_mask"], enc["attention_mask"]
     assert ids.shape == mask.shape == attn.shape and ids.shape[0] == 2
+    sep = [tokenizer.sep_token_id]
     for row, (text, labels) in enumerate(zip(TEXTS, LABELS)):
-        expected = [tokenizer.cls_token_id, *tokens_of(tokenizer, text)]
+        # [CLS] text [SEP] [LAB] l1 [SEP] [LAB] l2 [SEP] ...   or   [CLS] text [LAB] l1 [LAB] l2 ... [SEP]
+        expected = [tokenizer.cls_token_id, *tokens_of(tokenizer, text)] + (sep if separators else [])
         expected_mask = [0] * len(expected)
         for j, label in enumerate(labels, start=1):
             label_ids = tokens_of(tokenizer, label)
-            expected += [tokenizer.lab_token_id, *label_ids]
-            expected_mask += [0] + [j] * len(label_ids)
-        expected += [tokenizer.sep_token_id]
-        expected_mask += [0]
+            expected += [tokenizer.lab_token_id, *label_ids] + (sep if separators else [])
+            expected_mask += [0] + [j] * len(label_ids) + ([0] if separators else [])
+        if not separators:
+            expected += sep
+            expected_mask += [0]
         n = len(expected)
         assert ids[row, :n].tolist() == expected
         assert mask[row, :n].tolist() == expected_mask
@@ -84,7 +90,8 @@ def test_truncation_cuts_text_never_labels(tokenizer):
     assert enc.num_rows == 1 and enc.lengths[0] == tokenizer.max_length
     ids = enc.ids.tolist()
     mask = enc.label_mask
-    label_tokens = sum(len(tokens_of(tokenizer, lab)) + 1 for lab in labels)
+    per_label = 1 + int(tokenizer.segment_separators)  # [LAB], and a SEP closing each label
+    label_tokens = sum(len(tokens_of(tokenizer, lab)) + per_label for lab in labels)
     kept_text = tokenizer.max_length - 2 - label_tokens
     assert ids[1 : 1 + kept_text] == tokens_of(tokenizer, text)[:kept_text]
     for j, label in enumerate(labels, start=1):
@@ -498,10 +505,13 @@ def _tiny_encoder_config(family):
     )
 
 
-@pytest.mark.parametrize("family", ["roberta", "deberta-v2", "modernbert"])
-def test_other_encoder_families_train_and_round_trip(family, tmp_path):
+@pytest.mark.parametrize(("family", "layout"), [("roberta", "full"), ("roberta", "separate"), ("roberta", "gated"),
+                                                ("deberta-v2", "full"), ("modernbert", "full")])
+def test_other_encoder_families_train_and_round_trip(family, layout, tmp_path):
     torch.manual_seed(0)
-    config = GliZNetConfig(encoder_config=_tiny_encoder_config(family), max_sequence_length=64, min_text_tokens=8)
+    # Hand-made rows: [LAB] is id 7 (at position 3 of the first row), label tokens are marked by the label mask.
+    config = GliZNetConfig(encoder_config=_tiny_encoder_config(family), max_sequence_length=64, min_text_tokens=8,
+                           attention_layout=layout, lab_token_id=7, pooling="mean", segment_separators=False)
     model = GliZNetForSequenceClassification(config)
     input_ids = torch.tensor([[1, 5, 6, 7, 9, 10, 11, 2], [1, 5, 9, 10, 2, 0, 0, 0]])
     attention_mask = (input_ids != 0).long()
@@ -521,3 +531,11 @@ def test_other_encoder_families_train_and_round_trip(family, tmp_path):
     assert type(loaded.backbone) is type(model.backbone)
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "label_mask": label_mask}
     torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
+
+
+@pytest.mark.parametrize("family", ["deberta-v2", "modernbert"])
+def test_layouts_need_a_backbone_that_takes_4d_masks(family):
+    config = GliZNetConfig(encoder_config=_tiny_encoder_config(family), max_sequence_length=64, min_text_tokens=8,
+                           attention_layout="separate", lab_token_id=7)
+    with pytest.raises(ValueError, match="4-D attention masks"):
+        GliZNetForSequenceClassification(config)

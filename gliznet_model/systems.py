@@ -1,19 +1,34 @@
-"""Baselines scored beside GliZNet on the same data in the same run.
+"""Systems: anything that scores each text's candidate labels. GliZNet and the baselines scored beside it.
 
-- embedding: a sentence-transformers bi-encoder; cosine between text and label embeddings, label
-  embeddings computed once and cached (what a bi-encoder deployment does).
+- gliznet: a trained (or untrained) GliZNet through its one prediction path, `predict_logits`.
+- embedding: a sentence-transformers bi-encoder; cosine between text and label embeddings, label embeddings computed
+  once and cached (what a bi-encoder deployment does).
 - nli: an NLI cross-encoder through the transformers zero-shot pipeline, one pair per (text, label).
-- untrained: GliZNet freshly built on the same backbone, to show what training adds.
+- untrained: GliZNet freshly built on the run's own backbone with the run's settings, to show what training adds.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 from .backbones import default_backbone
-from .evaluation import BenchmarkError, System
+from .benchmarks import BenchmarkError
+
+Scorer = Callable[[list[str], list[list[str]]], list[np.ndarray]]
+
+
+@dataclass
+class System:
+    """Anything that scores each text's candidate labels (higher = more likely; probabilities when
+    ``probabilities`` so that threshold metrics mean something)."""
+
+    name: str
+    score: Scorer
+    probabilities: bool = True
+
 
 BASELINES = ("embedding", "nli", "untrained")
 
@@ -72,13 +87,20 @@ def nli_system(model_name_or_path: str, batch_size: int = 32, hypothesis: str = 
 
 
 def untrained_system(backbone: str | None = None, batch_size: int = 32, max_length: int | None = None,
-                     min_text_tokens: int | None = None, **config: Any) -> System:
-    """GliZNet as built, before any training; give it the trained model's sequence budget to compare like with like."""
+                     min_text_tokens: int | None = None, segment_separators: bool | None = None,
+                     **config: Any) -> System:
+    """GliZNet as built, before any training, on `backbone` (a trained run's own: its config's
+    encoder_name_or_path) with the run's settings and sequence budget, to compare like with like."""
+    from pathlib import Path
+
     from .modeling import GliZNetForSequenceClassification
     from .tokenizer import GliZNETTokenizer
 
     path = backbone or default_backbone()
-    budget = {k: v for k, v in (("max_length", max_length), ("min_text_tokens", min_text_tokens)) if v is not None}
+    if Path(path).is_absolute() and not Path(path).exists():
+        raise BenchmarkError(f"the run's backbone {path} is not on this machine, so there is no untrained twin")
+    budget = {k: v for k, v in (("max_length", max_length), ("min_text_tokens", min_text_tokens),
+                                ("segment_separators", segment_separators)) if v is not None}
     tokenizer = GliZNETTokenizer.from_pretrained(path, **budget)
     model = GliZNetForSequenceClassification.from_backbone(path, tokenizer=tokenizer, **config)
     return gliznet_system(model.eval(), tokenizer, "gliznet (untrained)", batch_size)
