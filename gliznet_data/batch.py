@@ -36,7 +36,7 @@ def custom_id(plan: Plan, index: int) -> str:
             f"-k{plan.config.examples_per_request}-r{index}")
 
 
-def _parse_custom_id(value: Any) -> dict[str, Any] | None:
+def parse_custom_id(value: Any) -> dict[str, Any] | None:
     match = _CUSTOM_ID.match(value) if isinstance(value, str) else None
     if not match:
         return None
@@ -92,7 +92,7 @@ def read_requests(path: Path) -> dict[str, dict[str, Any]]:
             request = json.loads(line)
         except ValueError:
             raise UserError(f"{path}:{number} is not valid JSON") from None
-        if not isinstance(request, dict) or _parse_custom_id(request.get("custom_id")) is None:
+        if not isinstance(request, dict) or parse_custom_id(request.get("custom_id")) is None:
             raise UserError(f"{path}:{number} is not a gliznet batch request (no gliznet custom_id)")
         requests[request["custom_id"]] = request
     if not requests:
@@ -100,9 +100,10 @@ def read_requests(path: Path) -> dict[str, dict[str, Any]]:
     return requests
 
 
-def _plan_for(config: GenerateConfig, requests: dict[str, dict[str, Any]], path: Path) -> Plan:
-    """The plan that rendered ``requests``: seed and k come from their ids; templates must match."""
-    ids = [_parse_custom_id(cid) for cid in requests]
+def plan_for(config: GenerateConfig, requests: dict[str, dict[str, Any]], path: Path) -> Plan:
+    """The plan that rendered ``requests`` (read from ``path``): seed and k come from their ids, the
+    templates from the prompt version they name (current or archived); ``config`` supplies the rest."""
+    ids = [parse_custom_id(cid) for cid in requests]
     seeds, ks, versions = {i["seed"] for i in ids}, {i["k"] for i in ids}, {i["prompt"] for i in ids}
     if len(seeds) != 1 or len(ks) != 1 or len(versions) != 1:
         raise UserError(f"{path} mixes runs (seeds {sorted(seeds)}, k {sorted(ks)}, prompt versions "
@@ -130,7 +131,7 @@ def ingest(config: GenerateConfig, results: Path, requests_path: Path, provider:
     Ingesting the same results again adds nothing: their requests are marked done.
     """
     requests = read_requests(requests_path)
-    plan = _plan_for(config, requests, requests_path)
+    plan = plan_for(config, requests, requests_path)
     models = {r["body"].get("model") for r in requests.values() if isinstance(r.get("body"), dict)}
     state = RunState(plan.config, plan.fingerprint(provider, model or ",".join(sorted(m for m in models if m))),
                      capped=False)
@@ -148,7 +149,7 @@ def ingest(config: GenerateConfig, results: Path, requests_path: Path, provider:
         if request is None or result.get("error") or not isinstance(body, dict) or response.get("status_code") != 200:
             state.failed_requests += 1
             continue
-        index = _parse_custom_id(result["custom_id"])["index"]
+        index = parse_custom_id(result["custom_id"])["index"]
         if index in state.done or index in state.pending:
             continue
         draw, messages = plan.request(index)

@@ -1,5 +1,6 @@
 """The shipped seed set (data/seed): what its datasheet promises, checked on the files themselves."""
 
+import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -80,3 +81,72 @@ def test_shards_are_what_ingesting_the_results_gives(seed, tmp_path):
     # records now also carry the columns that came with granularity and bundles (v1: none, single).
     assert again.select(seed.columns).drop("created_at").sort("id").equals(seed.drop("created_at").sort("id"))
     assert set(again["request_mode"]) == {"single"} and again["label_granularity"].null_count() == again.height
+
+
+# Seed set v2: the exported requests that writers answer by hand (data/seed/v2/WRITERS.md).
+V2 = SEED / "v2"
+
+
+@pytest.fixture(scope="module")
+def v2_plan():
+    from gliznet_data.batch import plan_for, read_requests
+    from gliznet_data.config import build
+
+    requests = read_requests(V2 / "requests.jsonl")
+    config = build(GenerateConfig, SEED.parent.parent / "pipelines" / "seed-v2.yaml", "generate", {})
+    return plan_for(config, requests, V2 / "requests.jsonl"), requests
+
+
+def test_v2_requests_still_render_as_exported(v2_plan):
+    """Changing a template changes the prompt version: archive the old one (prompts/archive/) or the
+    writers' replies to these requests can no longer be ingested."""
+    from gliznet_data.batch import parse_custom_id
+
+    plan, requests = v2_plan
+    for request in list(requests.values())[::37]:
+        assert plan.request(parse_custom_id(request["custom_id"])["index"])[1] == request["body"]["messages"]
+    chunks = sorted((V2 / "chunks").glob("chunk-*.jsonl"))
+    assert len(chunks) == 8
+    assert "".join(c.read_text() for c in chunks) == (V2 / "requests.jsonl").read_text()
+
+
+def test_v2_recipe_asks_for_what_issue_10_needs(v2_plan):
+    from gliznet_data.prompting import broad_counts
+
+    plan, requests = v2_plan
+    k = plan.config.examples_per_request
+    draws = [plan.sampler.draw(i) for i in range(len(requests))]
+    values = [plan.prompts.values(d, k) for d in draws]
+    assert len(draws) * k >= 2400
+    assert sum(k for d in draws if d.request_mode == "bundle") >= 1000
+    assert sum(k for v in values if v["broad_pool"] or v["broad_labels"]) >= 1000
+    assert sum(k for d in draws if d.length_bucket in ("long", "document")) >= 300
+    assert any(d.length_bucket == "document" for d in draws)
+    assert broad_counts("specific", 3, True) == 1
+
+
+def _checker():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_replies", V2 / "check_replies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_v2_checker_passes_a_good_reply_and_names_what_ingest_would_lose(v2_plan):
+    from tests.fakes.llm_server import FakeLLMServer
+
+    checker, (plan, requests) = _checker(), v2_plan
+    request = next(iter(requests.values()))
+    good = {"custom_id": request["custom_id"],
+            **json.loads(FakeLLMServer().content(request["body"]["messages"][-1]["content"], None))}
+    reply = checker.Reply(Path("chunk-01.jsonl"), 1, good)
+    problems, warnings = checker.check_reply(plan, request, reply, set())
+    assert problems == [] and warnings == []
+    bad = json.loads(json.dumps(good))
+    bad["examples"][0]["labels"].append("a label nobody else uses")
+    bad["examples"][1]["text"] = "far too short"
+    problems, _ = checker.check_reply(plan, request, checker.Reply(Path("chunk-01.jsonl"), 1, bad), set())
+    assert any("length_out_of_bucket" in p for p in problems)
+    assert any("cross-role rule" in p and "a label nobody else uses" in p for p in problems)
