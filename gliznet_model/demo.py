@@ -30,10 +30,8 @@ EXAMPLES = [
 
 def embedding_baseline(model_name_or_path: str | None = None) -> Any:
     """The evaluation's embedding baseline (a sentence-transformers bi-encoder, cosine per label)."""
-    try:
-        from .systems import embedding_system
-    except ImportError:
-        from .baselines import embedding_system
+    from .systems import embedding_system
+
     return embedding_system(model_name_or_path)
 
 
@@ -72,8 +70,11 @@ def build_demo(scorer: DemoScorer, title: str = "GliZNet zero-shot classificatio
     def run(text: str, labels_text: str, multi_label: bool, threshold: float):
         try:
             rows = scorer.score(text, labels_text, multi_label)
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from None
+        except ValueError as exc:  # the visitor's input: say what to fix where the scores would be
+            empty = pd.DataFrame({"label": [], "score": []})
+            return [f"**Cannot classify:** {exc}", empty,
+                    *([pd.DataFrame({"label": [], "cosine": []})] if has_baseline else []),
+                    pd.DataFrame({"label": [], "GliZNet": []})]
         mode = "independent scores (sigmoid)" if multi_label else "scores sum to 1 (softmax)"
         chosen = [r["label"] for r in rows if r["gliznet"] >= threshold]
         top = rows[0]

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import signal
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -215,6 +218,7 @@ class MicroBatcher:
         return len(self._pending)
 
     def start(self) -> None:
+        self._arrived = asyncio.Event()  # bound to the loop that runs the app (a restarted app gets a new one)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gliznet-model")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gliznet-batcher")
 
@@ -452,4 +456,9 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, device: st
     app = create_app(model, tokenizer, settings, name=model_path)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=60,
                             access_log=False)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught; a finished shutdown then exits with
+    # status 0 (SIGTERM) or 130 (Ctrl-C) instead of dying of the signal or printing a KeyboardInterrupt.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     uvicorn.Server(config).run()
