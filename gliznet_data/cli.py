@@ -217,13 +217,14 @@ def batch_ingest(
     output: Path = typer.Option(..., "--output", "-o", help="Shard folder to write (or to add to)"),
     provider_name: str = typer.Option("groq-batch", help="Provider written into each record's provenance"),
     model_name: Optional[str] = typer.Option(None, help="Model written into provenance \\[default: each result's model]"),
+    bundle_share: Optional[float] = typer.Option(None, "--bundle-share", help="The --bundle-share of the export, if any"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config of the export (diversity, limits)"),
 ) -> None:
     """Parse, validate and dedupe batch results into shards and a manifest, exactly as `generate` does."""
     from .batch import ingest
 
     def body() -> dict[str, Any]:
-        settings = build(GenerateConfig, config, "generate", {"output": output})
+        settings = build(GenerateConfig, config, "generate", {"output": output, "bundle_share": bundle_share})
         return ingest(settings, results, requests_file, provider_name, model_name)
 
     manifest = _guard(body)

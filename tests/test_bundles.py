@@ -168,3 +168,21 @@ def test_batch_round_trip_with_bundles(llm_env, tmp_path):
     # Another bundle share is another diversity table: its results are refused, not mislabelled.
     with pytest.raises(UserError, match="another diversity table"):
         ingest(cfg.model_copy(update={"bundle_share": 0.2}), tmp_path / "requests.results.jsonl", requests)
+
+
+def test_cli_bundle_share_flag_from_export_to_ingest(llm_env, tmp_path):
+    from typer.testing import CliRunner
+
+    from gliznet_data.cli import app
+
+    runner = CliRunner()
+    requests, out = tmp_path / "requests.jsonl", tmp_path / "shards"
+    assert runner.invoke(app, ["batch", "export", "--n", "20", "--bundle-share", "0.6", "--output",
+                               str(requests)]).exit_code == 0
+    assert runner.invoke(app, ["batch", "submit", str(requests), "--poll", "0.01"]).exit_code == 0
+    results = str(tmp_path / "requests.results.jsonl")
+    refused = runner.invoke(app, ["batch", "ingest", results, "--requests", str(requests), "--output", str(out)])
+    assert refused.exit_code == 2 and "another diversity table" in refused.output
+    done = runner.invoke(app, ["batch", "ingest", results, "--requests", str(requests), "--output", str(out),
+                               "--bundle-share", "0.6"])
+    assert done.exit_code == 0 and "20 records" in done.output, done.output
