@@ -42,3 +42,10 @@ def test_nothing_usable_is_one_reject():
 def test_more_examples_than_asked_are_all_returned():
     many = [{"text": f"t{i}", "labels": ["a"], "not_labels": ["b"]} for i in range(12)]
     assert len(parse_reply(json.dumps({"examples": many})).examples) == 12
+
+
+def test_bundle_reply_with_its_pool_first_even_when_truncated():
+    bundle = json.dumps({"label_pool": ["a", "b"], "examples": EX})
+    assert parse_reply(bundle) == (EX, 0)
+    cut = bundle[: bundle.index('"text number 3"') + 5]  # the pool and three examples survive, the fourth is torn
+    assert parse_reply(cut) == (EX[:3], 1)
