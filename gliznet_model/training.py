@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -29,6 +30,10 @@ from .modeling import GliZNetForSequenceClassification
 from .tokenizer import GliZNETTokenizer
 
 STATE_FILE = "trainer_state.json"
+RUN_CONFIG_FILE = "train_config.json"
+# Settings a resumed run may change: they do not alter what was already trained or how it was scored.
+RESUMABLE_CHANGES = {"epochs", "max_steps", "patience", "log_every", "keep_checkpoints", "resume", "push_to_hub",
+                     "output_dir"}
 
 
 class TrainConfig(BaseModel):
@@ -197,6 +202,49 @@ def validate(model: GliZNetForSequenceClassification, tokenizer: GliZNETTokenize
     return {k: v for k, v in result.items() if k not in ("system", "dataset", "texts_per_second")}
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _check_resumable(output: Path, config: TrainConfig) -> None:
+    """Refuse to resume with settings that differ from the interrupted run's (other data, batch size, length,
+    model choices): the result would be neither run, and the best model would be picked across both."""
+    path = output / RUN_CONFIG_FILE
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ValueError(f"{path} is missing or unreadable, so the interrupted run's settings are unknown; "
+                         "train without --resume") from None
+    now = config.model_dump(mode="json")
+    changed = sorted(k for k in set(before) | set(now) if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+        raise ValueError(f"--resume with changed settings ({shown}); resume with the same settings, or train "
+                         "into a new --output-dir")
+
+
+def _save_model_atomically(model: GliZNetForSequenceClassification, tokenizer: GliZNETTokenizer, output: Path,
+                           card: str) -> None:
+    """Write the model folder's files into a temporary folder first, then move each one over the old: a full disk
+    or a kill leaves the previous best model whole, never a config without weights."""
+    staging = output / ".saving"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    (staging / "README.md").write_text(card)
+    files = sorted(p for p in staging.iterdir() if p.is_file())
+    for file in files:
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())
+    # Weights last: until they land, the folder still holds a complete older model (same architecture).
+    for file in sorted(files, key=lambda p: p.suffix == ".safetensors"):
+        os.replace(file, output / file.name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 def _latest_checkpoint(output_dir: Path) -> Path | None:
     checkpoints = sorted((output_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     return next((p for p in reversed(checkpoints) if (p / STATE_FILE).exists()), None)
@@ -280,16 +328,28 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     epochs = math.ceil(total_steps / steps_per_epoch)
     optimizer = torch.optim.AdamW(_param_groups(model, config))
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    # accelerate steps a prepared scheduler once per process for every optimizer step (as the HF Trainer expects),
+    # so the schedule is laid out in process-steps: warm-up and decay then end when training does on any count.
+    processes = accelerator.num_processes
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps) * processes,
+                                                total_steps * processes)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "history": []}
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "bad_evals": 0, "history": [],
+                             "last_eval_step": None}
     checkpoint = _latest_checkpoint(output) if config.resume else None
     if config.resume and checkpoint is None:
         accelerator.print(f"no checkpoint under {output / 'checkpoints'}: starting from scratch")
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / STATE_FILE).read_text())
+        _check_resumable(output, config)
+        try:
+            accelerator.load_state(str(checkpoint))
+            state = json.loads((checkpoint / STATE_FILE).read_text())
+        except (OSError, RuntimeError, ValueError, EOFError, KeyError) as exc:
+            raise ValueError(f"checkpoint {checkpoint} cannot be loaded ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:120] if str(exc) else 'truncated or corrupt'}); delete it "
+                             "to resume from the one before, or train without --resume") from None
+        state.setdefault("last_eval_step", state["history"][-1]["step"] if state["history"] else None)
         if accelerator.is_main_process:  # drop what was logged after the checkpoint: it will be logged again
             lines = (output / "metrics.jsonl").read_text().splitlines()
             kept = [line for line in lines if json.loads(line)["step"] <= state["step"]]
@@ -299,6 +359,7 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
         (output / "metrics.jsonl").write_text("")
     if accelerator.is_main_process:
         write_split_record(output, config.data, splits, config.validation_fraction, config.seed)
+        _write_atomic(output / RUN_CONFIG_FILE, json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
 
     def log(entry: dict[str, Any]) -> None:
         if accelerator.is_main_process:
@@ -316,6 +377,7 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
 
     def evaluate_and_maybe_stop() -> bool:
         unwrapped = accelerator.unwrap_model(model)
+        state["last_eval_step"] = state["step"]  # on every process: all of them take the same branches after this
         if accelerator.is_main_process:
             metrics = validate(unwrapped, tokenizer, val_set, config.batch_size) if val_set else {}
             value = metrics.get(config.metric)
@@ -328,9 +390,8 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
             if improved or not val_set:
                 state["best"] = {"step": state["step"], "value": value, "metrics": metrics}
                 state["bad_evals"] = 0
-                unwrapped.save_pretrained(output, safe_serialization=True)
-                tokenizer.save_pretrained(output)
-                (output / "README.md").write_text(_model_card(config, backbone, splits, state["best"]))
+                _save_model_atomically(unwrapped, tokenizer, output,
+                                       _model_card(config, backbone, splits, state["best"]))
             else:
                 state["bad_evals"] += 1
             if on_eval:
@@ -344,62 +405,72 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
     in_batch = config.in_batch_negatives if "in_batch" in parse_negatives(config.negatives) else 0
     collate = _Collator(tokenizer, in_batch, config.max_labels)
 
+    def _loop() -> bool:
+        """The epochs; True when early stopping ended them."""
+        stopped = False
+        running, batches, seen, tick = 0.0, 0, 0, time.perf_counter()
+        while state["epoch"] < epochs and state["step"] < total_steps and not stopped:
+            order = epoch_order(len(train_set), state["epoch"], config.seed)
+            # Its own generator: starting an iterator draws a seed, which must not come from the global RNG
+            # that dropout uses, or a resumed run would diverge from an uninterrupted one.
+            generator = torch.Generator().manual_seed(config.seed + state["epoch"])
+            loader = accelerator.prepare(torch.utils.data.DataLoader(
+                _EpochData(train_set, sampler, order, state["epoch"]), batch_size=config.batch_size, collate_fn=collate,
+                generator=generator))
+            if state["batch"]:
+                loader = accelerator.skip_first_batches(loader, state["batch"])
+            for batch in loader:
+                with accelerator.accumulate(model):
+                    out = model(**batch)
+                    loss = out.loss
+                    if reference is not None:
+                        with torch.no_grad():
+                            ref = reference(**{k: v for k, v in batch.items() if k != "labels"})
+                        loss = loss + config.preserve * preservation_loss(
+                            out.text_embeddings, out.label_embeddings, out.logits_mask, ref.text_embeddings,
+                            ref.label_embeddings)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                state["batch"] += 1
+                running += loss.detach().float().item()
+                batches += 1
+                seen += len(batch["input_ids"])
+                if not accelerator.sync_gradients:
+                    continue
+                state["step"] += 1
+                if state["step"] % config.log_every == 0 or state["step"] == total_steps:
+                    elapsed = time.perf_counter() - tick
+                    info = StepInfo(step=state["step"], total=total_steps, epoch=state["epoch"],
+                                    loss=running / batches, lr=scheduler.get_last_lr()[0],
+                                    examples_per_second=seen * accelerator.num_processes / elapsed if elapsed else 0.0)
+                    log({"step": info.step, "epoch": info.epoch, "train_loss": info.loss, "lr": info.lr,
+                         "examples_per_second": info.examples_per_second})
+                    if on_step:
+                        on_step(info)
+                    running, batches, seen, tick = 0.0, 0, 0, time.perf_counter()
+                if config.eval_every and state["step"] % config.eval_every == 0 and evaluate_and_maybe_stop():
+                    stopped = True
+                    break
+                if state["step"] >= total_steps:
+                    break
+            else:
+                state["epoch"], state["batch"] = state["epoch"] + 1, 0
+                if not config.eval_every and evaluate_and_maybe_stop():
+                    stopped = True
+        return stopped
+
     model.train()
-    stopped = False
-    running, batches, seen, tick = 0.0, 0, 0, time.perf_counter()
-    while state["epoch"] < epochs and state["step"] < total_steps and not stopped:
-        order = epoch_order(len(train_set), state["epoch"], config.seed)
-        # Its own generator: starting an iterator draws a seed, which must not come from the global RNG
-        # that dropout uses, or a resumed run would diverge from an uninterrupted one.
-        generator = torch.Generator().manual_seed(config.seed + state["epoch"])
-        loader = accelerator.prepare(torch.utils.data.DataLoader(
-            _EpochData(train_set, sampler, order, state["epoch"]), batch_size=config.batch_size, collate_fn=collate,
-            generator=generator))
-        if state["batch"]:
-            loader = accelerator.skip_first_batches(loader, state["batch"])
-        for batch in loader:
-            with accelerator.accumulate(model):
-                out = model(**batch)
-                loss = out.loss
-                if reference is not None:
-                    with torch.no_grad():
-                        ref = reference(**{k: v for k, v in batch.items() if k != "labels"})
-                    loss = loss + config.preserve * preservation_loss(
-                        out.text_embeddings, out.label_embeddings, out.logits_mask, ref.text_embeddings,
-                        ref.label_embeddings)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            state["batch"] += 1
-            running += loss.detach().float().item()
-            batches += 1
-            seen += len(batch["input_ids"])
-            if not accelerator.sync_gradients:
-                continue
-            state["step"] += 1
-            if state["step"] % config.log_every == 0 or state["step"] == total_steps:
-                elapsed = time.perf_counter() - tick
-                info = StepInfo(step=state["step"], total=total_steps, epoch=state["epoch"],
-                                loss=running / batches, lr=scheduler.get_last_lr()[0],
-                                examples_per_second=seen * accelerator.num_processes / elapsed if elapsed else 0.0)
-                log({"step": info.step, "epoch": info.epoch, "train_loss": info.loss, "lr": info.lr,
-                     "examples_per_second": info.examples_per_second})
-                if on_step:
-                    on_step(info)
-                running, batches, seen, tick = 0.0, 0, 0, time.perf_counter()
-            if config.eval_every and state["step"] % config.eval_every == 0 and evaluate_and_maybe_stop():
-                stopped = True
-                break
-            if state["step"] >= total_steps:
-                break
-        else:
-            state["epoch"], state["batch"] = state["epoch"] + 1, 0
-            if not config.eval_every and evaluate_and_maybe_stop():
-                stopped = True
-    if not state["history"] or state["history"][-1]["step"] != state["step"]:
+    try:
+        stopped = _loop()
+    except KeyboardInterrupt:
+        # What was done is kept: the last completed batch is checkpointed, so --resume goes on from there.
+        save_checkpoint()
+        raise
+    if state["last_eval_step"] != state["step"]:
         evaluate_and_maybe_stop()
 
     summary = {"output_dir": str(output), "steps": state["step"], "epochs_completed": state["epoch"],

@@ -102,7 +102,8 @@ def test_resume_equals_an_uninterrupted_run(backbone, shards, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train(config(backbone, shards, broken, max_steps=12, eval_every=4, negatives="random"), on_step=crash)
-    assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == ["step-0000004"]
+    # The evaluation at step 4 checkpointed, and so did the interrupt at step 6: nothing done is lost.
+    assert sorted(p.name for p in (broken / "checkpoints").iterdir()) == ["step-0000004", "step-0000006"]
     train(config(backbone, shards, broken, max_steps=12, eval_every=4, negatives="random", resume=True))
 
     state_a = torch.load(whole / "checkpoints" / "step-0000012" / "optimizer.bin", weights_only=False)
@@ -171,8 +172,8 @@ def test_evaluate_command_with_baselines(backbone, shards, tmp_path):
     results = json.loads(out.read_text())
     assert [(r["dataset"], r["system"]) for r in results] == [
         ("bbc_news", "gliznet"), ("bbc_news", "gliznet (untrained)"), ("bbc_news", "embedding"),
-        (f"{shards} [validation]", "gliznet"), (f"{shards} [validation]", "gliznet (untrained)"),
-        (f"{shards} [validation]", "embedding")]
+        (f"{shards} [held-out]", "gliznet"), (f"{shards} [held-out]", "gliznet (untrained)"),
+        (f"{shards} [held-out]", "embedding")]
     assert results[0]["texts"] == 20 and 0 <= results[0]["accuracy"] <= 1
     assert results[3]["pairs"] == 12 * 4 and results[3]["texts_per_second"] > 0
     assert "| bbc_news | embedding |" in result.output
@@ -186,6 +187,75 @@ def test_ablate_prints_one_table(backbone, shards, tmp_path):
     result = CliRunner().invoke(app, ["ablate", str(shards), "--config", str(cfg), "-o", str(tmp_path / "runs"),
                                       "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert [r["system"] for r in json.loads(out.read_text())] == ["dot", "negatives=none"]
+    assert [r["system"] for r in json.loads(out.read_text())] == [
+        "dot", "negatives=none", "embedding", "untrained (dot)", "untrained (negatives=none)"]
     assert json.loads((tmp_path / "runs" / "dot" / "config.json").read_text())["similarity"] == "dot"
     assert "| dot |" in result.output and "| negatives=none |" in result.output
+
+
+def test_evaluate_scores_exactly_the_records_training_held_out(backbone, shards, tmp_path):
+    from gliznet_model.benchmarks import BenchmarkError, load_eval_data
+    from gliznet_model.data import example_id
+
+    run = tmp_path / "run"
+    train(config(backbone, shards, run, max_steps=2, validation_fraction=0.2, seed=11))
+    record = json.loads((run / "data_split.json").read_text())
+    held_out = load_eval_data(str(shards), run_dir=run)
+    assert len(held_out.texts) == len(record["validation_ids"]) == 24
+    trained_on = {example_id(e) for e in load_splits(str(shards), 0.2, seed=11)["train"]}
+    assert not {example_id(type("E", (), {"text": t})()) for t in held_out.texts} & trained_on
+    # Another seed at evaluation time must not change what is scored: the record, not a guess, decides.
+    assert load_eval_data(str(shards), run_dir=run).texts == held_out.texts
+
+    (run / "data_split.json").unlink()
+    with pytest.raises(BenchmarkError, match="no split record"):
+        load_eval_data(str(shards), run_dir=run)
+    assert len(load_eval_data(str(shards), split="all", run_dir=run).texts) == 120
+
+    other = tmp_path / "other.parquet"
+    pl.read_parquet(shards / "shard-00000.parquet").write_parquet(other)
+    train(config(backbone, shards, run, max_steps=1))
+    with pytest.raises(BenchmarkError, match="not .*its held-out split does not apply"):
+        load_eval_data(str(other), run_dir=run)
+    smaller = tmp_path / "smaller"
+    smaller.mkdir()
+    pl.read_parquet(shards / "shard-00000.parquet").head(5).write_parquet(smaller / "a.parquet")
+    train(config(backbone, smaller, run, max_steps=1))
+    pl.read_parquet(shards / "shard-00000.parquet").head(1).write_parquet(smaller / "a.parquet")
+    with pytest.raises(BenchmarkError, match="changed since"):
+        load_eval_data(str(smaller), run_dir=run)
+
+
+def test_resume_refuses_changed_settings_and_broken_checkpoints(backbone, shards, tmp_path):
+    run = tmp_path / "run"
+    train(config(backbone, shards, run, max_steps=4, eval_every=2))
+    with pytest.raises(ValueError, match="changed settings .*batch_size: 8 -> 4"):
+        train(config(backbone, shards, run, max_steps=6, eval_every=2, batch_size=4, resume=True))
+    with pytest.raises(ValueError, match="changed settings .*similarity"):
+        train(config(backbone, shards, run, max_steps=6, eval_every=2, similarity="dot", resume=True))
+    latest = sorted((run / "checkpoints").glob("step-*"))[-1]
+    optimizer_file = latest / "optimizer.bin"
+    optimizer_file.write_bytes(optimizer_file.read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        train(config(backbone, shards, run, max_steps=6, eval_every=2, resume=True))
+    # More steps with the same settings is what --resume is for.
+    (latest / "trainer_state.json").unlink()
+    summary = train(config(backbone, shards, run, max_steps=6, eval_every=2, resume=True))
+    assert summary["steps"] == 6
+
+
+def test_a_failed_save_leaves_the_previous_best_model_whole(backbone, shards, tmp_path, monkeypatch):
+    from gliznet_model import training
+
+    run = tmp_path / "run"
+    train(config(backbone, shards, run, max_steps=2, eval_every=2))
+    before = (run / "model.safetensors").read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(training.GliZNETTokenizer, "save_pretrained", full_disk)
+    with pytest.raises(OSError):
+        train(config(backbone, shards, run, max_steps=2, eval_every=2, seed=5))
+    assert (run / "model.safetensors").read_bytes() == before
+    GliZNetForSequenceClassification.from_pretrained_with_tokenizer(run)  # still loads
