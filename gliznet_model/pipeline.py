@@ -20,7 +20,7 @@ from typing import Any
 from transformers import Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .modeling import GliZNetForSequenceClassification
+from .modeling import _TOKENIZER_SETTINGS, GliZNetForSequenceClassification
 from .outputs import Prediction
 from .tokenizer import GliZNETTokenizer
 
@@ -118,10 +118,9 @@ class GliZNetZeroShotPipeline(Pipeline):
             gliznet_tokenizer = tokenizer
         elif tokenizer is not None:
             # pipeline() loads the backbone's fast tokenizer (with [LAB]); the model config holds GliZNet's settings.
-            config = model.config
-            gliznet_tokenizer = GliZNETTokenizer(tokenizer, lab_token=config.lab_token,
-                                                 max_length=config.max_sequence_length,
-                                                 min_text_tokens=config.min_text_tokens)
+            settings = {attr: getattr(model.config, key) for key, attr in _TOKENIZER_SETTINGS.items()
+                        if getattr(model.config, key, None) is not None}
+            gliznet_tokenizer = GliZNETTokenizer(tokenizer, **settings)
         else:
             raise ValueError(f"{TASK} needs a tokenizer")
         model.check_tokenizer(gliznet_tokenizer)

@@ -56,7 +56,7 @@ class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int = Field(16, ge=1, description="Most texts one model call gathers")
-    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Longest a request waits for others to join")
+    max_wait_ms: float = Field(20.0, ge=0, le=10_000, description="Longest a request waits for others to join")
     limits: Limits = Field(default_factory=Limits)
 
 
@@ -200,7 +200,10 @@ class MicroBatcher:
     The worker takes the first waiting request, then keeps taking requests until the batch holds `max_batch_size`
     texts or `max_wait_ms` have passed since it started gathering; a request that would overflow the batch opens
     the next one. Requests that arrive while the model computes are waiting when it finishes, so under load batches
-    fill without any wait. Requests with multi_label and without read different heads and run as separate calls.
+    fill at once; the wait only bridges the moment when answered clients are sending their next requests. It ends
+    as soon as as many requests have joined as took part in the last round (the batch plus those that queued while
+    it ran), so a lone client pays no batching delay and a few clients do not wait for a full batch.
+    Requests with multi_label and without read different heads and run as separate calls.
     """
 
     def __init__(self, predict: Predict, max_batch_size: int, max_wait_ms: float) -> None:
@@ -261,13 +264,16 @@ class MicroBatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         carried: _Job | None = None
+        expected = 1  # requests that took part in the last round: the clients likely to send again
         while True:
             first = carried or await self._next_job(None)
             carried = None
             batch, size = [first], len(first.texts)
             deadline = loop.time() + self.max_wait
             while size < self.max_batch_size:
-                job = await self._next_job(deadline - loop.time())
+                # Wait (up to max_wait) only while fewer requests than last round's have joined; past that, take
+                # only what is already queued. A lone client therefore never waits.
+                job = await self._next_job(deadline - loop.time() if len(batch) < expected else 0.0)
                 if job is None:
                     break
                 if size + len(job.texts) > self.max_batch_size:
@@ -276,6 +282,7 @@ class MicroBatcher:
                 batch.append(job)
                 size += len(job.texts)
             await self._execute(batch, size)
+            expected = len(batch) + len(self._pending) + (carried is not None)
 
     async def _execute(self, batch: list[_Job], size: int) -> None:
         stats = self.stats
@@ -418,7 +425,8 @@ def create_app(model: Any, tokenizer: Any, settings: ServerSettings | None = Non
         stats = batcher.stats
         return {"status": "ok", "queued": batcher.queued, "requests": stats.requests, "texts": stats.texts,
                 "batches": stats.batches, "largest_batch": stats.largest_batch,
-                "mean_batch": stats.texts / stats.batches if stats.batches else 0.0}
+                "mean_batch": stats.texts / stats.batches if stats.batches else 0.0,
+                "batch_sizes": {str(k): v for k, v in sorted(stats.batch_sizes.items())}}
 
     info = model_info(model, name, settings)
 

@@ -12,13 +12,14 @@ import torch
 from tests.model_helpers import write_tiny_backbone
 
 
-def write_tiny_gliznet(directory: str | Path, seed: int = 0) -> tuple[str, str]:
+def write_tiny_gliznet(directory: str | Path, seed: int = 0, **tokenizer_settings) -> tuple[str, str]:
     """A saved random GliZNet on a tiny BERT (model + tokenizer folder, as training writes it) and its backbone."""
     from gliznet_model import GliZNetForSequenceClassification, GliZNETTokenizer
 
     directory = Path(directory)
     backbone = write_tiny_backbone(directory / "backbone")
-    tokenizer = GliZNETTokenizer.from_pretrained(backbone, max_length=64, min_text_tokens=8)
+    settings = {"max_length": 64, "min_text_tokens": 8, **tokenizer_settings}
+    tokenizer = GliZNETTokenizer.from_pretrained(backbone, **settings)
     torch.manual_seed(seed)
     model = GliZNetForSequenceClassification.from_backbone(backbone, tokenizer=tokenizer)
     path = directory / "model"

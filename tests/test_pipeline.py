@@ -114,6 +114,18 @@ def test_multi_label_scores_are_independent_not_normalised(classifier, loaded):
     assert one["scores"][0] < 1.0
 
 
+def test_the_factory_rebuilds_the_models_own_tokenizer_settings(tmp_path):
+    """pipeline() hands over the backbone tokenizer; the GliZNet settings (length budget, separators) come from
+    the model's config, so a model saved with non-default ones scores exactly as predict_batch does."""
+    path, _ = write_tiny_gliznet(tmp_path, seed=3, max_length=48, min_text_tokens=6, segment_separators=False)
+    classifier = pipeline(PIPELINE_TASK, model=path, device="cpu")
+    tokenizer = classifier.gliznet_tokenizer
+    assert (tokenizer.max_length, tokenizer.min_text_tokens, tokenizer.segment_separators) == (48, 6, False)
+    model, saved_tokenizer = GliZNetForSequenceClassification.from_pretrained_with_tokenizer(path, device="cpu")
+    (prediction,) = model.predict_batch(TEXTS[:1], [LABELS], saved_tokenizer, activation="softmax")
+    assert classifier(TEXTS[0], LABELS)["scores"] == [s.score for s in prediction.labels]
+
+
 def test_pipeline_from_loaded_objects(loaded):
     model, tokenizer = loaded
     classifier = GliZNetZeroShotPipeline(model=model, tokenizer=tokenizer, device="cpu")

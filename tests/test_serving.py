@@ -197,6 +197,24 @@ def test_concurrent_clients_get_their_own_answers_in_shared_batches(loaded):
     assert 1 < health["largest_batch"] <= 16 and health["batches"] < 40  # requests really shared model calls
 
 
+def test_a_lone_client_never_waits_for_company(loaded):
+    """One client sending request after request: each runs at once, never held for max_wait (3 s here)."""
+    app = create_app(*loaded, ServerSettings(max_batch_size=16, max_wait_ms=3_000))
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gliznet") as client:
+                start = time.perf_counter()
+                for word in WORDS[:4]:
+                    response = await client.post("/v1/classify", json={"inputs": word, "candidate_labels": LABELS})
+                    assert response.status_code == 200
+                return time.perf_counter() - start, (await client.get("/health")).json()
+
+    seconds, health = asyncio.run(main())
+    assert seconds < 2.5 and health["batches"] == 4
+
+
 def test_batching_off_runs_one_text_per_call(loaded):
     app = create_app(*loaded, ServerSettings(max_batch_size=1, max_wait_ms=50))
     responses = call(app, [("POST", "/v1/classify", {"inputs": f"text {w}", "candidate_labels": LABELS})
