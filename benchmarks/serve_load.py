@@ -2,7 +2,8 @@
 
 Starts the real server (uvicorn, a subprocess) on GliZNet built on the offline all-MiniLM-L6-v2 (untrained: only speed
 is measured; `--model` takes a trained folder), then drives it with 1, 4, 16 and 64 concurrent clients over
-keep-alive connections. Every request is one text of about 60 tokens and 20 labels, `--requests` requests per level.
+keep-alive connections. Every request is one text of about 60 tokens and 20 labels, `--requests` requests per level
+(at least two per client).
 The same texts also go through `predict_batch` in this process at batch 16 (the ceiling a server can approach) and
 at batch 1 (the latency of a direct call). Both servers run side by side and every round visits every cell, so
 load from other work on the machine lands on all cells alike. Prints one Markdown table and the goals' ratios.
@@ -175,17 +176,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or build_model(Path(tmp) / "model")
         model, tokenizer = load_model(model_dir, "cpu")
-        texts = make_texts(args.requests, tokenizer)
+        texts = make_texts(max(args.requests, 2 * max(levels)), tokenizer)
         ports = {mode: free_port() for mode in modes}
         servers = {mode: start_server(model_dir, ports[mode], batch, wait) for mode, batch in modes.items()}
         try:
             # Rounds interleave every cell, so load from other work on the machine falls on all of them alike.
             for round_ in range(args.repeats):
-                cells.setdefault(("direct predict_batch, batch 16", "-"), []).append(direct(model, tokenizer, texts, 16))
-                cells.setdefault(("direct predict_batch, batch 1", "-"), []).append(direct(model, tokenizer, texts, 1))
+                base = texts[: args.requests]
+                cells.setdefault(("direct predict_batch, batch 16", "-"), []).append(direct(model, tokenizer, base, 16))
+                cells.setdefault(("direct predict_batch, batch 1", "-"), []).append(direct(model, tokenizer, base, 1))
                 for clients in levels:
                     for mode in modes:
-                        result = asyncio.run(drive(f"http://127.0.0.1:{ports[mode]}", texts, clients))
+                        # at least two requests per client, so every client waits on the server more than once
+                        chosen = texts[: max(args.requests, 2 * clients)]
+                        result = asyncio.run(drive(f"http://127.0.0.1:{ports[mode]}", chosen, clients))
                         cells.setdefault((mode, clients), []).append(result)
                         print(f"round {round_ + 1}: {mode}, {clients} clients: {result['texts_per_second']:.1f} "
                               f"texts/s, p50 {result['p50']:.0f} ms, mean batch {result['mean_batch']:.1f}",
@@ -196,7 +200,7 @@ def main() -> None:
                 process.wait(60)
 
     table = {key: median_cell(runs) for key, runs in cells.items()}
-    print(f"\n{args.requests} requests per cell, each 1 text of ~60 tokens x {len(LABELS)} labels; medians of "
+    print(f"\n{args.requests} requests per cell (at least 2 per client), each 1 text of ~60 tokens x {len(LABELS)} labels; medians of "
           f"{args.repeats} interleaved rounds; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"batching on = --max-batch-size {args.max_batch_size} --max-wait-ms {wait:g}\n")
     print("| run | clients | texts/s | p50 ms | p95 ms | p99 ms | mean batch |")

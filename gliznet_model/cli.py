@@ -253,6 +253,8 @@ def predict(
         candidates = read_labels(labels, labels_file)
         if (text is None) == (input_path is None):
             raise ValueError("give one --text or an --input file (one of them)")
+        if text is not None and output is not None:
+            raise ValueError("--output goes with --input; one --text prints its result")
         if text is not None:
             from .pipeline import load_model
 

@@ -8,6 +8,7 @@ trained joint encoder makes is visible on their own input. `gradio` is the optio
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from .pipeline import activation_for, split_labels
@@ -40,6 +41,8 @@ class DemoScorer:
 
     def __init__(self, model: Any, tokenizer: Any, baseline: Any = None) -> None:
         self.model, self.tokenizer, self.baseline = model, tokenizer, baseline
+        # Gradio runs events in worker threads; one Rust tokenizer must not be driven by two threads at once.
+        self._lock = threading.Lock()
 
     def score(self, text: str, labels_text: str, multi_label: bool) -> list[dict[str, Any]]:
         """One row per label, highest GliZNet score first: label, gliznet, embedding (None without baseline)."""
@@ -50,12 +53,13 @@ class DemoScorer:
         labels = split_labels(labels_text or "")
         if len(labels) > MAX_LABELS:
             raise ValueError(f"{len(labels)} labels; the demo takes at most {MAX_LABELS}")
-        (prediction,) = self.model.predict_batch([text], [labels], self.tokenizer,
-                                                 activation=activation_for(multi_label, len(labels)))
-        similarity: dict[str, float] = {}
-        if self.baseline is not None:
-            (values,) = self.baseline.score([text], [labels])
-            similarity = {label: float(v) for label, v in zip(labels, values)}
+        with self._lock:
+            (prediction,) = self.model.predict_batch([text], [labels], self.tokenizer,
+                                                     activation=activation_for(multi_label, len(labels)))
+            similarity: dict[str, float] = {}
+            if self.baseline is not None:
+                (values,) = self.baseline.score([text], [labels])
+                similarity = {label: float(v) for label, v in zip(labels, values)}
         return [{"label": s.label, "gliznet": s.score, "embedding": similarity.get(s.label)}
                 for s in prediction.labels]
 

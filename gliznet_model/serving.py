@@ -227,7 +227,7 @@ class MicroBatcher:
 
     async def stop(self) -> None:
         """Finish what is queued, then stop the worker."""
-        while self._pending:
+        while self._pending and self._task is not None and not self._task.done():
             await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()

@@ -167,6 +167,7 @@ def test_a_killed_process_loses_only_unwritten_rows(tmp_path, saved, loaded):
     (["--labels", "a,b"], "give one --text or an --input file"),
     (["--text", "hi", "--input", "in.jsonl", "--labels", "a"], "give one --text or an --input file"),
     (["--text", "hi", "--labels", "a,,b,a"], "duplicate labels"),
+    (["--text", "hi", "--labels", "a", "-o", "out.parquet"], "--output goes with --input"),
     (["--text", "hi", "--labels", " , "], "candidate_labels is empty"),
     (["--text", "hi", "--labels-file", "missing.txt"], "cannot read labels file"),
     (["--input", "missing.jsonl", "--labels", "a"], "does not exist"),
