@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
@@ -48,6 +49,34 @@ def _guard(action: Callable[[], T]) -> T:
         err.print("interrupted: rerun with --resume to continue from the last checkpoint")
         raise typer.Exit(130) from None
     raise typer.Exit(2)
+
+
+def _check_output_file(path: Optional[Path], flag: str) -> None:
+    """Before any long work: an output file must be a file we can write, not a folder or a read-only place."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path}: cannot create {parent} ({exc.strerror})") from None
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{flag} {path} is not writable")
+
+
+def _write_json(path: Optional[Path], value: Any) -> None:
+    """Write results atomically (temporary file, then rename), so a failure never leaves half a file."""
+    if path is None:
+        return
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(json.dumps(value, indent=2) + "\n")
+        os.replace(temporary, path)
+    except OSError as exc:
+        err.print(Text.assemble(("error: ", "bold red"), f"cannot write {path}: {exc.strerror}"), soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _losses(spec: str | None) -> dict[str, float] | None:
@@ -147,6 +176,8 @@ def train(
             return run_train(settings, step, evaluated)
 
     summary = _guard(body)
+    if not summary.get("main_process", True):  # under accelerate launch / torchrun the main process reports
+        return
     best = summary["best"] or {}
     out.print(f"{summary['steps']} steps{' (early stop)' if summary['early_stopped'] else ''}; best step "
               f"{best.get('step')} ({best.get('value', float('nan')):.4f}) saved to {summary['output_dir']}",
@@ -177,19 +208,27 @@ def evaluate(
     def body() -> list[dict[str, Any]]:
         from .evaluation import run_evaluation
 
-        return run_evaluation(model, data or [], benchmark or [], baseline or [], split=split,
-                              text_column=text_column, label_column=label_column, limit=limit,
-                              embedding_model=embedding_model, nli_model=nli_model, batch_size=batch_size, seed=seed,
-                              on_result=lambda r: err.print(f"{r['dataset']} · {r['system']}: done "
-                                                            f"({r['texts_per_second']:.1f} texts/s)"))
+        _check_output_file(json_path, "--json")
+        with Progress(TextColumn("[bold]evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("loading", total=None)
+
+            def progress(done: int, total: int, what: str) -> None:
+                bar.update(task, completed=done, total=total, description=what)
+
+            def finished(r: dict[str, Any]) -> None:
+                bar.console.print(f"{r['dataset']} · {r['system']}: done ({r['texts_per_second']:.1f} texts/s)")
+
+            return run_evaluation(model, data or [], benchmark or [], baseline or [], split=split,
+                                  text_column=text_column, label_column=label_column, limit=limit,
+                                  embedding_model=embedding_model, nli_model=nli_model, batch_size=batch_size,
+                                  seed=seed, on_result=finished, on_progress=progress)
 
     results = _guard(body)
     from .evaluation import markdown_table
 
     out.print(markdown_table(results), soft_wrap=True, markup=False)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(results, indent=2) + "\n")
+    _write_json(json_path, results)
 
 
 @app.command()
@@ -204,6 +243,7 @@ def ablate(
     def body() -> list[dict[str, Any]]:
         from .ablations import AblationConfig, run_ablations
 
+        _check_output_file(json_path, "--json")
         settings = AblationConfig.model_validate(_read_section(config, "ablate"))
         return run_ablations(data, settings, output_dir, on_run=lambda name: err.print(f"training {name}"))
 
@@ -211,8 +251,7 @@ def ablate(
     from .evaluation import markdown_table
 
     out.print(markdown_table(results), soft_wrap=True, markup=False)
-    if json_path:
-        json_path.write_text(json.dumps(results, indent=2) + "\n")
+    _write_json(json_path, results)
 
 
 @app.command()

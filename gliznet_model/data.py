@@ -36,11 +36,17 @@ def _table_to_examples(columns: dict[str, list[Any]], where: str) -> list[Exampl
     if text_column is None or missing:
         need = (["text (or sentence)"] if text_column is None else []) + missing
         raise DataError(f"{where} lacks column(s) {', '.join(need)} (found: {', '.join(columns) or 'none'})")
-    examples = [
-        Example(str(text), tuple(labels or ()), tuple(negatives or ()))
-        for text, labels, negatives in zip(columns[text_column], columns["labels"], columns["not_labels"])
-        if isinstance(text, str) and text.strip() and labels
-    ]
+    examples = []
+    for row, (text, labels, negatives) in enumerate(zip(columns[text_column], columns["labels"],
+                                                        columns["not_labels"])):
+        for name, value in (("labels", labels), ("not_labels", negatives)):
+            # A bare string would be read letter by letter ("sports" -> s, p, o, r, t, s): refuse it.
+            if value is not None and (isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple))
+                                      or not all(isinstance(x, str) for x in value)):
+                raise DataError(f"{where}: row {row}: column {name} must hold lists of strings, got "
+                                f"{type(value).__name__} {str(value)[:40]!r}")
+        if isinstance(text, str) and text.strip() and labels:
+            examples.append(Example(text, tuple(labels), tuple(negatives or ())))
     if not examples:
         raise DataError(f"{where} holds no usable examples (a text and at least one label)")
     return examples
@@ -75,8 +81,9 @@ def load_splits(source: str | Path, validation_fraction: float = 0.1, seed: int 
         splits = {"train": _read_files(files)}
     elif path.is_file():
         splits = {"train": _read_files([path])}
-    elif str(source).count("/") == 1 and not path.suffix and not str(source).startswith((".", "/")):
-        splits = _load_hub(str(source))  # OWNER/NAME that is not a local path
+    elif str(source).count("/") == 1 and not path.suffix and not str(source).startswith((".", "/")) \
+            and not path.parent.is_dir():
+        splits = _load_hub(str(source))  # OWNER/NAME that is not a local path (data/seeds is a typo, not a repo)
     else:
         raise DataError(f"{source} does not exist")
     if "validation" not in splits:

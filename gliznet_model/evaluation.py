@@ -59,7 +59,8 @@ def run_evaluation(model_path: str, data: Sequence[str], benchmarks: Sequence[st
                    limit: int | None = None, embedding_model: str | None = None, nli_model: str | None = None,
                    batch_size: int = 32, seed: int = 42,
                    on_result: Callable[[dict[str, Any]], None] | None = None,
-                   score_model: bool = True) -> list[dict[str, Any]]:
+                   score_model: bool = True,
+                   on_progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
     """GliZNet and the chosen baselines on every dataset, in one run; one result per (dataset, system).
 
     Everything is checked before the model loads; local `data` that the run trained on is scored on exactly the
@@ -86,7 +87,11 @@ def run_evaluation(model_path: str, data: Sequence[str], benchmarks: Sequence[st
     sets += [load_eval_data(source, split, text_column, label_column, model_path if local_model else None)
              for source in data]
     sets = [s.limit(limit, seed) for s in sets]
-    model, tokenizer = GliZNetForSequenceClassification.from_pretrained_with_tokenizer(model_path)
+    try:
+        model, tokenizer = GliZNetForSequenceClassification.from_pretrained_with_tokenizer(model_path)
+    except Exception as exc:  # truncated weights, a foreign folder, an unreachable Hub: many exception types
+        detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise BenchmarkError(f"cannot load model {model_path}: {type(exc).__name__} {detail}".rstrip()) from None
 
     systems = [gliznet_system(model, tokenizer, "gliznet", batch_size)] if score_model else []
     for name in dict.fromkeys(baselines):
@@ -99,10 +104,14 @@ def run_evaluation(model_path: str, data: Sequence[str], benchmarks: Sequence[st
                                             tokenizer.min_text_tokens, tokenizer.segment_separators,
                                             **model.config.modelling_choices()))
     results = []
-    for dataset in sets:
-        for system in systems:
-            result = evaluate(system, dataset)
-            results.append(result)
-            if on_result:
-                on_result(result)
+    pairs = [(dataset, system) for dataset in sets for system in systems]
+    for done, (dataset, system) in enumerate(pairs):
+        if on_progress:
+            on_progress(done, len(pairs), f"{dataset.name} · {system.name} ({len(dataset.texts):,} texts)")
+        result = evaluate(system, dataset)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    if on_progress:
+        on_progress(len(pairs), len(pairs), "done")
     return results

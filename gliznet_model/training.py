@@ -202,6 +202,19 @@ def validate(model: GliZNetForSequenceClassification, tokenizer: GliZNETTokenize
     return {k: v for k, v in result.items() if k not in ("system", "dataset", "texts_per_second")}
 
 
+def _check_hub_access(repo_id: str) -> None:
+    """Before hours of training: is there a token, and does the Hub accept it? (HF_TOKEN or `hf auth login`)."""
+    from huggingface_hub import HfApi, get_token
+
+    if not get_token():
+        raise ValueError(f"--push-to-hub {repo_id} needs a Hub token: set HF_TOKEN or run `hf auth login`")
+    try:
+        HfApi().whoami()
+    except Exception as exc:  # bad token, unreachable Hub: many exception types
+        raise ValueError(f"--push-to-hub {repo_id}: the Hub refused the token or cannot be reached "
+                         f"({type(exc).__name__})") from None
+
+
 def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text)
@@ -301,10 +314,14 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
           on_eval: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train, evaluate, early-stop and save; returns the run summary (also written as train_summary.json)."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from transformers import get_linear_schedule_with_warmup
 
-    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.precision)
+    if config.push_to_hub:
+        _check_hub_access(config.push_to_hub)
+    # The backbone's own pooler (and a head a loss leaves unused) gets no gradient; DDP must be told.
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.precision,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(config.seed)
     output = config.output_dir
     splits = load_splits(config.data, config.validation_fraction, config.seed)
@@ -475,7 +492,8 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
 
     summary = {"output_dir": str(output), "steps": state["step"], "epochs_completed": state["epoch"],
                "early_stopped": stopped, "best": state["best"], "backbone": backbone,
-               "train_examples": len(train_set), "validation_examples": len(val_set)}
+               "train_examples": len(train_set), "validation_examples": len(val_set),
+               "processes": accelerator.num_processes, "main_process": accelerator.is_main_process}
     if accelerator.is_main_process:
         (output / "train_summary.json").write_text(json.dumps(summary, indent=2))
         if config.push_to_hub:

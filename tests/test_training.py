@@ -142,7 +142,16 @@ def test_train_command_and_bad_input(backbone, shards, tmp_path):
                  ).write_parquet(empty)
     wrong = tmp_path / "wrong.parquet"
     pl.DataFrame({"body": ["x"]}).write_parquet(wrong)
+    stringly = tmp_path / "stringly.jsonl"  # "labels": "sports" would otherwise train on s, p, o, r, t, s
+    stringly.write_text(json.dumps({"text": "the match", "labels": "sports", "not_labels": ["politics"]}) + "\n")
+    numbers = tmp_path / "numbers.jsonl"
+    numbers.write_text(json.dumps({"text": "the match", "labels": [1, 2], "not_labels": []}) + "\n")
+    (tmp_path / "data").mkdir()
     for args, needle in [([str(tmp_path / "missing")], "does not exist"),
+                         ([str(stringly)], "column labels must hold lists of strings, got str 'sports'"),
+                         ([str(numbers)], "column labels must hold lists of strings"),
+                         ([str(tmp_path / "data" / "seeds")], "does not exist"),
+                         ([str(shards), "--push-to-hub", "me/model"], "needs a Hub token"),
                          ([str(empty)], "no usable examples"),
                          ([str(wrong)], "lacks column(s) text (or sentence), labels, not_labels"),
                          ([str(shards), "--negatives", "some"], "invalid setting negatives"),
@@ -150,6 +159,22 @@ def test_train_command_and_bad_input(backbone, shards, tmp_path):
         result = runner.invoke(app, ["train", *args, "--config", str(cfg), "-o", str(tmp_path / "bad")])
         assert result.exit_code == 2, (args, result.output)
         assert needle in result.output and "Traceback" not in result.output, result.output
+
+
+def test_evaluate_refuses_a_folder_as_json_output_before_any_work(backbone, shards, tmp_path):
+    train(config(backbone, shards, tmp_path / "m", max_steps=1))
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "m"), "--data", str(shards), "--json",
+                                      str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder" in result.output and "done" not in result.output
+
+
+def test_evaluate_names_a_truncated_model_file(backbone, shards, tmp_path):
+    train(config(backbone, shards, tmp_path / "m", max_steps=1))
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "m"), "--data", str(shards)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "cannot load model" in result.output and "Safetensor" in result.output
 
 
 def test_zshot_layout_with_sentence_column(tmp_path):
