@@ -154,26 +154,23 @@ def _invalid(loc: tuple, message: str) -> RequestValidationError:
 
 
 def check_limits(texts: Sequence[str], labels_list: Sequence[Sequence[str]], limits: Limits, lab_token: str,
-                 field_prefix: tuple = ("body",)) -> None:
+                 text_loc: tuple = ("body", "inputs"), labels_loc: tuple = ("body", "candidate_labels")) -> None:
     """Raise a 422 naming the first text or label over a limit (or holding the model's reserved [LAB] token)."""
     if len(texts) > limits.max_texts:
-        raise _invalid((*field_prefix, "inputs"), f"{len(texts)} texts; at most {limits.max_texts} per request")
+        raise _invalid(text_loc, f"{len(texts)} texts; at most {limits.max_texts} per request")
     for i, (text, labels) in enumerate(zip(texts, labels_list)):
         if len(text) > limits.max_chars:
-            raise _invalid((*field_prefix, "inputs", i),
-                           f"text {i} has {len(text)} characters; at most {limits.max_chars}")
+            raise _invalid((*text_loc, i), f"text {i} has {len(text)} characters; at most {limits.max_chars}")
+        if lab_token in text:
+            raise _invalid((*text_loc, i), f"text {i} contains the reserved token {lab_token}")
         if len(labels) > limits.max_labels:
-            raise _invalid((*field_prefix, "candidate_labels"),
-                           f"text {i} has {len(labels)} labels; at most {limits.max_labels}")
+            raise _invalid(labels_loc, f"text {i} has {len(labels)} labels; at most {limits.max_labels}")
         for label in labels:
             if len(label) > limits.max_label_chars:
-                raise _invalid((*field_prefix, "candidate_labels"),
-                               f"label {label[:40]!r}... has {len(label)} characters; at most {limits.max_label_chars}")
+                raise _invalid(labels_loc, f"label {label[:40]!r}... has {len(label)} characters; at most "
+                                           f"{limits.max_label_chars}")
             if lab_token in label:
-                raise _invalid((*field_prefix, "candidate_labels"),
-                               f"label {label!r} contains the reserved token {lab_token}")
-        if lab_token in text:
-            raise _invalid((*field_prefix, "inputs", i), f"text {i} contains the reserved token {lab_token}")
+                raise _invalid(labels_loc, f"label {label!r} contains the reserved token {lab_token}")
 
 
 # ------------------------------------------------------------------------------------------- micro-batching
@@ -413,7 +410,8 @@ def create_app(model: Any, tokenizer: Any, settings: ServerSettings | None = Non
         """The Hugging Face Inference API zero-shot-classification format: `{"inputs", "parameters":
         {"candidate_labels", "multi_label", "hypothesis_template"}}` in, `[{"label", "score"}]` out, sorted."""
         labels = request.parameters.candidate_labels
-        check_limits([request.inputs], [labels], limits, tokenizer.lab_token, ("body", "parameters"))
+        check_limits([request.inputs], [labels], limits, tokenizer.lab_token,
+                     labels_loc=("body", "parameters", "candidate_labels"))
         predictions = await run([request.inputs], [labels], request.parameters.multi_label, ("body", "inputs"))
         if isinstance(predictions, JSONResponse):
             return predictions
