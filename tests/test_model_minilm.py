@@ -72,3 +72,35 @@ def test_save_and_load_round_trip(minilm, tmp_path):
     assert loaded_tokenizer.lab_token_id == tokenizer.lab_token_id
     texts = [TEXT, "Parliament passed the budget after a long debate."]
     assert loaded.predict_batch(texts, FIVE, loaded_tokenizer) == model.predict_batch(texts, FIVE, tokenizer)
+
+
+OBVIOUS = [
+    ("The striker scored twice and the home side won the cup final.", "sports"),
+    ("Parliament passed the budget after the prime minister won the confidence vote.", "politics"),
+    ("Shares of the retailer fell after quarterly profits missed forecasts.", "business"),
+    ("The new smartphone chip doubles battery life and speeds up machine learning apps.", "technology"),
+    ("The actress won an award for her role in the summer's biggest film.", "entertainment"),
+]
+
+
+def test_untrained_default_ranks_the_obvious_topic_first(minilm):
+    path, model, tokenizer = minilm
+    assert (model.config.text_pooling, model.config.attention_layout) == ("mean", "separate")
+    predictions = model.predict_batch([t for t, _ in OBVIOUS], FIVE, tokenizer)
+    assert [p.labels[0].label for p in predictions] == [gold for _, gold in OBVIOUS]
+
+
+def test_untrained_default_is_its_backbone_bi_encoder_in_one_pass(minilm):
+    """With the separate layout, closed segments and segment means, an untrained GliZNet computes exactly the
+    sentence-transformers cosine of text and label: training starts from the backbone's zero-shot ability."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    path, model, tokenizer = minilm
+    encoder = SentenceTransformer(path)
+    texts = [t for t, _ in OBVIOUS]
+    expected = encoder.encode(texts, normalize_embeddings=True) @ encoder.encode(FIVE, normalize_embeddings=True).T
+    with torch.no_grad():
+        out = model(**tokenizer(texts, [FIVE] * len(texts)))
+    cosine = torch.nn.functional.cosine_similarity(out.text_embeddings.unsqueeze(1), out.label_embeddings, dim=-1)
+    np.testing.assert_allclose(cosine.numpy(), expected, atol=1e-4)
