@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -164,6 +165,7 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=None, help="[default: the server's]")
     args = parser.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers below are stopped on the way out
 
     import torch
 
@@ -183,8 +185,11 @@ def main() -> None:
             # Rounds interleave every cell, so load from other work on the machine falls on all of them alike.
             for round_ in range(args.repeats):
                 base = texts[: args.requests]
-                cells.setdefault(("direct predict_batch, batch 16", "-"), []).append(direct(model, tokenizer, base, 16))
-                cells.setdefault(("direct predict_batch, batch 1", "-"), []).append(direct(model, tokenizer, base, 1))
+                for batch in (16, 1):
+                    result = direct(model, tokenizer, base, batch)
+                    cells.setdefault((f"direct predict_batch, batch {batch}", "-"), []).append(result)
+                    print(f"round {round_ + 1}: direct, batch {batch}: {result['texts_per_second']:.1f} texts/s, "
+                          f"p50 {result['p50']:.0f} ms", file=sys.stderr)
                 for clients in levels:
                     for mode in modes:
                         # at least two requests per client, so every client waits on the server more than once

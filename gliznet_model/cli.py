@@ -329,8 +329,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)"),
     port: int = typer.Option(8000, help="Port"),
     max_batch_size: int = typer.Option(16, help="Most texts gathered into one model call (1 turns batching off)"),
-    max_wait_ms: float = typer.Option(20.0, help="Longest a request waits for others to join its batch (only "
-                                                 "while fewer have joined than took part in the last one)"),
+    max_wait_ms: float = typer.Option(50.0, help="Longest a request waits for others to join its batch (only "
+                                                 "while fewer have joined than took part in the last one, and "
+                                                 "never over half the model's time per batch)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     max_texts: int = typer.Option(64, help="Texts per request at most"),
     max_labels: int = typer.Option(128, help="Candidate labels per text at most"),

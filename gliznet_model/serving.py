@@ -56,7 +56,7 @@ class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int = Field(16, ge=1, description="Most texts one model call gathers")
-    max_wait_ms: float = Field(20.0, ge=0, le=10_000, description="Longest a request waits for others to join")
+    max_wait_ms: float = Field(50.0, ge=0, le=10_000, description="Longest a request waits for others to join")
     limits: Limits = Field(default_factory=Limits)
 
 
@@ -199,7 +199,8 @@ class MicroBatcher:
     the next one. Requests that arrive while the model computes are waiting when it finishes, so under load batches
     fill at once; the wait only bridges the moment when answered clients are sending their next requests. It ends
     as soon as as many requests have joined as took part in the last round (the batch plus those that queued while
-    it ran), so a lone client pays no batching delay and a few clients do not wait for a full batch.
+    it ran), so a lone client pays no batching delay and a few clients do not wait for a full batch, and it never
+    exceeds half the model's recent time per batch.
     Requests with multi_label and without read different heads and run as separate calls.
     """
 
@@ -209,6 +210,7 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000.0
         self.stats = BatchStats()
         self._pending: collections.deque[_Job] = collections.deque()
+        self._compute_seconds = 2 * self.max_wait  # a running average of model time per batch; no cap until known
         self._arrived = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task | None = None
@@ -266,7 +268,9 @@ class MicroBatcher:
             first = carried or await self._next_job(None)
             carried = None
             batch, size = [first], len(first.texts)
-            deadline = loop.time() + self.max_wait
+            # Never wait longer than half of what a batch takes to compute: filling a batch pays off only while
+            # the wait is small beside the model's time (milliseconds on a GPU, hundreds on a CPU).
+            deadline = loop.time() + min(self.max_wait, 0.5 * self._compute_seconds)
             while size < self.max_batch_size:
                 # Wait (up to max_wait) only while fewer requests than last round's have joined; past that, take
                 # only what is already queued. A lone client therefore never waits.
@@ -278,7 +282,9 @@ class MicroBatcher:
                     break
                 batch.append(job)
                 size += len(job.texts)
+            started = loop.time()
             await self._execute(batch, size)
+            self._compute_seconds = 0.8 * self._compute_seconds + 0.2 * (loop.time() - started)
             expected = len(batch) + len(self._pending) + (carried is not None)
 
     async def _execute(self, batch: list[_Job], size: int) -> None:

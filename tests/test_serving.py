@@ -253,13 +253,13 @@ def test_uvicorn_process_with_the_inference_client_and_sigterm(saved, loaded):
     # A long max-wait keeps a lone request queued for a while, so SIGTERM can land while it is in flight.
     process = subprocess.Popen(
         [sys.executable, "-m", "gliznet_model.cli", "serve", saved, "--port", str(port), "--device", "cpu",
-         "--max-batch-size", "4", "--max-wait-ms", "1500", "--log-level", "info"],
+         "--max-batch-size", "4", "--max-wait-ms", "3000", "--log-level", "info"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
         wait_until_up(f"{url}/health", process)
         client = InferenceClient(model=url, timeout=30)
         text = "the team won the football match"
-        with ThreadPoolExecutor(3) as pool:  # the calls share one batch instead of waiting 1.5 s each
+        with ThreadPoolExecutor(3) as pool:  # the calls share batches instead of each waiting alone
             calls = [pool.submit(client.zero_shot_classification, text, candidate_labels=LABELS),
                      pool.submit(client.zero_shot_classification, text, candidate_labels=LABELS, multi_label=True,
                                  hypothesis_template="This text is about {}."),
