@@ -62,6 +62,10 @@ def make_texts(n: int, tokenizer, target_tokens: int = 60) -> list[str]:
     return texts
 
 
+ON, OFF = "server, batching on", "server, batching off"
+DIRECT16, DIRECT1 = "direct predict_batch, batch 16", "direct predict_batch, batch 1"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -125,6 +129,23 @@ async def drive(url: str, texts: list[str], clients: int) -> dict[str, float]:
             "mean_batch": (after["texts"] - before["texts"]) / batches if batches else 0.0}
 
 
+def paired_latency(model, tokenizer, url: str, texts: list[str]) -> dict[str, float]:
+    """One client's latency against a direct call under the same load: each text goes once through
+    `predict_batch` and once through the server, alternately; medians and the median difference, in ms."""
+    pairs = []
+    with httpx.Client(base_url=url, timeout=120) as client:
+        client.post("/v1/classify", json={"inputs": texts[0], "candidate_labels": LABELS})  # connect
+        for text in texts:
+            t0 = time.perf_counter()
+            model.predict_batch([text], [LABELS], tokenizer, batch_size=1, activation="softmax")
+            t1 = time.perf_counter()
+            client.post("/v1/classify", json={"inputs": text, "candidate_labels": LABELS}).raise_for_status()
+            t2 = time.perf_counter()
+            pairs.append(((t1 - t0) * 1000, (t2 - t1) * 1000))
+    return {"direct": statistics.median(a for a, _ in pairs), "server": statistics.median(b for _, b in pairs),
+            "extra": statistics.median(b - a for a, b in pairs)}
+
+
 def start_server(model_dir: str, port: int, max_batch_size: int, max_wait_ms: float) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "gliznet_model.cli", "serve", model_dir, "--port", str(port), "--device", "cpu",
@@ -173,7 +194,7 @@ def main() -> None:
     from gliznet_model.serving import ServerSettings
 
     wait = args.max_wait_ms if args.max_wait_ms is not None else ServerSettings().max_wait_ms
-    modes = {"server, batching on": args.max_batch_size, "server, batching off": 1}
+    modes = {ON: args.max_batch_size, OFF: 1}
     cells: dict[tuple[str, object], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model or build_model(Path(tmp) / "model")
@@ -181,24 +202,38 @@ def main() -> None:
         texts = make_texts(max(args.requests, 2 * max(levels)), tokenizer)
         ports = {mode: free_port() for mode in modes}
         servers = {mode: start_server(model_dir, ports[mode], batch, wait) for mode, batch in modes.items()}
+        paired: list[dict[str, float]] = []
+        ratios: list[tuple[float, float]] = []
         try:
-            # Rounds interleave every cell, so load from other work on the machine falls on all of them alike.
+            # Every round visits every cell, and the cells a goal compares run back to back, so that load from
+            # other work on the machine falls on both sides of each comparison alike.
             for round_ in range(args.repeats):
                 base = texts[: args.requests]
-                for batch in (16, 1):
-                    result = direct(model, tokenizer, base, batch)
-                    cells.setdefault((f"direct predict_batch, batch {batch}", "-"), []).append(result)
-                    print(f"round {round_ + 1}: direct, batch {batch}: {result['texts_per_second']:.1f} texts/s, "
-                          f"p50 {result['p50']:.0f} ms", file=sys.stderr)
-                for clients in levels:
-                    for mode in modes:
-                        # at least two requests per client, so every client waits on the server more than once
+
+                def cell(mode: str, clients: int | str) -> dict[str, float]:
+                    if clients == "-":
+                        result = direct(model, tokenizer, base, args.max_batch_size if "16" in mode else 1)
+                    else:  # at least two requests per client, so every client waits on the server more than once
                         chosen = texts[: max(args.requests, 2 * clients)]
                         result = asyncio.run(drive(f"http://127.0.0.1:{ports[mode]}", chosen, clients))
-                        cells.setdefault((mode, clients), []).append(result)
-                        print(f"round {round_ + 1}: {mode}, {clients} clients: {result['texts_per_second']:.1f} "
-                              f"texts/s, p50 {result['p50']:.0f} ms, mean batch {result['mean_batch']:.1f}",
-                              file=sys.stderr)
+                    cells.setdefault((mode, clients), []).append(result)
+                    print(f"round {round_ + 1}: {mode}, {clients} clients: {result['texts_per_second']:.1f} texts/s, "
+                          f"p50 {result['p50']:.0f} ms" + (f", mean batch {result['mean_batch']:.1f}"
+                                                            if "mean_batch" in result else ""), file=sys.stderr)
+                    return result
+
+                ceiling = cell(DIRECT16, "-")
+                on = cell(ON, 16) if 16 in levels else None
+                off = cell(OFF, 16) if 16 in levels else None
+                if on and off:
+                    ratios.append((on["texts_per_second"] / ceiling["texts_per_second"],
+                                   on["texts_per_second"] / off["texts_per_second"]))
+                cell(DIRECT1, "-")
+                paired.append(paired_latency(model, tokenizer, f"http://127.0.0.1:{ports[ON]}", base))
+                for clients in levels:
+                    if clients != 16:
+                        cell(ON, clients)
+                        cell(OFF, clients)
         finally:
             for process in servers.values():
                 process.terminate()
@@ -210,23 +245,24 @@ def main() -> None:
           f"batching on = --max-batch-size {args.max_batch_size} --max-wait-ms {wait:g}\n")
     print("| run | clients | texts/s | p50 ms | p95 ms | p99 ms | mean batch |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    order = [k for k in table if k[1] == "-"] + [(m, c) for m in modes for c in levels]
+    order = [(DIRECT16, "-"), (DIRECT1, "-")] + [(m, c) for m in modes for c in levels]
     for name, clients in order:
         r = table[(name, clients)]
         batch = f"{r['mean_batch']:.1f}" if "mean_batch" in r else ("16" if "16" in name else "1")
         print(f"| {name} | {clients} | {r['texts_per_second']:.1f} | {r['p50']:.1f} | {r['p95']:.1f} | "
               f"{r['p99']:.1f} | {batch} |")
-    ceiling, single = table[("direct predict_batch, batch 16", "-")], table[("direct predict_batch, batch 1", "-")]
-    on, off = table.get(("server, batching on", 16)), table.get(("server, batching off", 16))
-    one = table.get(("server, batching on", 1))
     print()
-    if on and off:
-        print(f"16 clients, batching on: {on['texts_per_second'] / ceiling['texts_per_second']:.0%} of direct "
-              f"predict_batch at batch 16 (goal >= 85%); {on['texts_per_second'] / off['texts_per_second']:.2f}x "
-              "the unbatched server (goal >= 1.5x)")
-    if one:
-        print(f"1 client, batching on: p50 {one['p50']:.1f} ms vs {single['p50']:.1f} ms for a direct call "
-              f"(+{one['p50'] - single['p50']:.1f} ms; goal <= 20 ms)")
+    if ratios:
+        share = statistics.median(r[0] for r in ratios)
+        speedup = statistics.median(r[1] for r in ratios)
+        print(f"16 clients, batching on: {share:.0%} of direct predict_batch at batch {args.max_batch_size} "
+              f"(goal >= 85%); {speedup:.2f}x the unbatched server (goal >= 1.5x); medians of per-round ratios "
+              f"{', '.join(f'{a:.0%}/{b:.2f}x' for a, b in ratios)}")
+    direct_p50 = statistics.median(p["direct"] for p in paired)
+    server_p50 = statistics.median(p["server"] for p in paired)
+    extra = statistics.median(p["extra"] for p in paired)
+    print(f"1 client, batching on, calls alternated with direct calls: p50 {server_p50:.1f} ms vs {direct_p50:.1f} ms "
+          f"direct; median extra {extra:+.1f} ms per request (goal <= 20 ms)")
 
 
 if __name__ == "__main__":
