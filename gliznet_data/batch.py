@@ -132,35 +132,58 @@ def ingest(config: GenerateConfig, results: Path, requests_path: Path, provider:
     """
     requests = read_requests(requests_path)
     plan = plan_for(config, requests, requests_path)
+    results_lines = _read_results(results, requests, requests_path)
     models = {r["body"].get("model") for r in requests.values() if isinstance(r.get("body"), dict)}
     state = RunState(plan.config, plan.fingerprint(provider, model or ",".join(sorted(m for m in models if m))),
-                     capped=False)
-    for line in _read_jsonl(results):
-        if not line.strip():
-            continue
-        try:
-            result = json.loads(line)
-        except ValueError:
-            state.failed_requests += 1  # a torn or garbled line: the request's examples are lost
-            continue
-        request = requests.get(result.get("custom_id")) if isinstance(result, dict) else None
-        response = result.get("response") if request else None
-        body = response.get("body") if isinstance(response, dict) else None
-        if request is None or result.get("error") or not isinstance(body, dict) or response.get("status_code") != 200:
-            state.failed_requests += 1
-            continue
-        index = parse_custom_id(result["custom_id"])["index"]
-        if index in state.done or index in state.pending:
-            continue
-        draw, messages = plan.request(index)
-        if request["body"].get("messages") != messages:
-            raise UserError(f"request {result['custom_id']} does not match what its id renders; "
-                            "was requests.jsonl edited?")
-        state.add_reply(draw, completion_from(body),
-                        plan.provenance(draw, provider, model or body.get("model") or request["body"].get("model")))
-    state.status = "complete"
-    state.flush()
+                     capped=False, command="gliznet-data batch ingest")
+    status, reason = "failed", None
+    try:
+        for result in results_lines:
+            cid = result.get("custom_id") if isinstance(result, dict) else None
+            request = requests.get(cid) if isinstance(cid, str) else None
+            response = result.get("response") if request else None
+            body = response.get("body") if isinstance(response, dict) else None
+            if request is None or result.get("error") or not isinstance(body, dict) or response.get("status_code") != 200:
+                state.failed_requests += 1  # a torn, garbled, foreign or failed line: its examples are lost
+                continue
+            index = parse_custom_id(result["custom_id"])["index"]
+            if index in state.done or index in state.pending:
+                continue
+            draw, messages = plan.request(index)
+            if request["body"].get("messages") != messages:
+                raise UserError(f"request {result['custom_id']} does not match what its id renders; "
+                                "was requests.jsonl edited?")
+            state.add_reply(draw, completion_from(body),
+                            plan.provenance(draw, provider, model or body.get("model") or request["body"].get("model")))
+        status = "complete"
+    except UserError as exc:
+        reason = str(exc)
+        raise
+    finally:
+        state.finish(status, reason)
     return state.manifest()
+
+
+def _read_results(results: Path, requests: dict[str, dict[str, Any]], requests_path: Path) -> list[Any]:
+    """The result lines (None for a line that is not JSON), refused before anything is written when they
+    do not answer ``requests``: a wrong --requests file must fail, not ingest nothing."""
+    lines = [line for line in _read_jsonl(results) if line.strip()]
+    if not lines:
+        raise UserError(f"{results} holds no results")
+    parsed: list[Any] = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            parsed.append(None)
+    ids = [r.get("custom_id") for r in parsed if isinstance(r, dict) and isinstance(r.get("custom_id"), str)]
+    strangers = [cid for cid in ids if parse_custom_id(cid) is not None and cid not in requests]
+    if strangers or not any(cid in requests for cid in ids):
+        count = len(strangers) if strangers else len(lines)
+        first = f" (first: {strangers[0]})" if strangers else ""
+        raise UserError(f"{count:,} of {len(lines):,} results in {results} answer no request in {requests_path}"
+                        f"{first}; pass the --requests file they were submitted with")
+    return parsed
 
 
 async def submit(config: GenerateConfig, requests_path: Path, results: Path | None = None,

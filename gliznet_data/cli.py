@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -29,12 +30,13 @@ BUNDLE_SHARE_HELP = ("Share of cross-role bundle requests (texts of one reply sh
 
 
 def _guard(action: Callable[[], T]) -> T:
-    """Run a command body: user errors become one line on stderr and exit code 2."""
+    """Run a command body: user errors become one line on stderr and exit code 2 (3: a run that stopped
+    itself on its failure budget)."""
     try:
         return action()
     except UserError as exc:
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # escaped: "[LAB]" is not markup
+        raise typer.Exit(getattr(exc, "exit_code", 2)) from None
     except KeyboardInterrupt:
         err.print("interrupted: finished work is saved; run the same command again to continue")
         raise typer.Exit(130) from None
@@ -61,17 +63,27 @@ def generate(
     rpm: Optional[float] = typer.Option(None, help="Requests-per-minute limit"),
     tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit"),
     timeout: Optional[float] = typer.Option(None, help="Seconds per request \\[default: 60]"),
+    max_consecutive_failures: Optional[int] = typer.Option(
+        None, "--max-consecutive-failures", help="Stop once this many requests in a row yielded no valid record "
+                                                 "\\[default: 20]"),
+    max_failure_share: Optional[float] = typer.Option(
+        None, "--max-failure-share", help="Stop once this share of the last --failure-window requests yielded no "
+                                          "valid record \\[default: 0.8]"),
+    failure_window: Optional[int] = typer.Option(
+        None, "--failure-window", help="Requests the failure share is measured over \\[default: 100]"),
     bundle_share: Optional[float] = typer.Option(None, "--bundle-share", help=BUNDLE_SHARE_HELP),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its generate: section sets anything not given as a flag"),
 ) -> None:
     """Generate N valid records with hard negatives into Parquet shards.
 
     Rerunning the same command after a crash or Ctrl-C continues where it stopped.
+    A run whose replies keep yielding nothing stops itself with exit code 3 (the failure budget).
     Keys come from GROQ_API_KEY (and GROQ_BASE_URL) or OLLAMA_HOST.
     """
     flags = dict(provider=provider, n=n, model=model, output=output, seed=seed, concurrency=concurrency,
                  examples_per_request=examples_per_request, rpm=rpm, tpm=tpm, timeout=timeout,
-                 bundle_share=bundle_share)
+                 max_consecutive_failures=max_consecutive_failures, max_failure_share=max_failure_share,
+                 failure_window=failure_window, bundle_share=bundle_share)
 
     def body() -> dict[str, Any]:
         if provider is not None and provider not in PROVIDERS:
@@ -89,7 +101,10 @@ def generate(
             def show(p: RunProgress) -> None:
                 bar.update(task, completed=p.valid, rejected=p.rejected, tokens=p.tokens, retries=p.retries)
 
-            return asyncio.run(run_generate(settings, show))
+            def note(line: str) -> None:
+                bar.console.print(line, markup=False, soft_wrap=True)
+
+            return asyncio.run(run_generate(settings, show, note))
 
     manifest = _guard(body)
     counts = manifest["counts"]
@@ -144,7 +159,13 @@ def validate(path: Path = typer.Argument(..., help="A shard folder or a Parquet 
 
     Exits with 1 when any row fails.
     """
-    report = _guard(lambda: validate_rows(with_text_column(shards.read_table(path)).iter_rows(named=True)))
+    def body() -> Any:
+        report = validate_rows(with_text_column(shards.read_table(path)).iter_rows(named=True))
+        if report.rows == 0:
+            raise UserError(f"{path} holds no rows: nothing to validate")
+        return report
+
+    report = _guard(body)
     table = Table("reason", "rows", "meaning", title=f"{report.valid:,} of {report.rows:,} rows valid")
     for reason, count in report.rejects.items():
         table.add_row(reason, f"{count:,}", REJECT_REASONS.get(reason, ""))

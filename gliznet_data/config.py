@@ -25,6 +25,8 @@ def read_section(path: Path | None, section: str) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise UserError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise UserError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):

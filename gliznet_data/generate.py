@@ -1,10 +1,11 @@
 """The orchestrator: draws -> prompts -> provider -> parse -> validate -> shards.
 
-``concurrency`` workers pull request indices in order, skipping those a previous run already
-flushed. Valid records collect in a buffer that becomes a shard every ``shard_size`` records or
-``flush_seconds``; the manifest, written after each shard, records which requests are done. A
-crash therefore loses at most the unflushed buffer and the requests in flight, and rerunning the
-same command redoes exactly those.
+Request indices are sent in order, skipping those a previous run already flushed, at most
+``concurrency`` at a time and only as many as the records still missing need. Valid records
+collect in a buffer that becomes a shard every ``shard_size`` records or ``flush_seconds``; the
+manifest, written after each shard, records which requests are done. A crash therefore loses at
+most the unflushed buffer and the requests in flight, and rerunning the same command redoes
+exactly those. The output folder is locked (``folder_lock``) for the whole run.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import shards
+from .budget import FailureBudget, FailureBudgetSpent
 from .diversity import DiversitySampler, Draw, merge_weights, with_bundle_share
 from .errors import UserError
+from .folder_lock import FolderLock
 from .prompting import Prompts, archived_dir, default_weights, prompts_dir, reply_schema
 from .providers import Completion, ProviderSettings, RetryPolicy, provider_class
 from .records import Record, ValidationLimits, validate_reply
@@ -50,8 +53,13 @@ class GenerateConfig(BaseModel):
     timeout: float = Field(60.0, gt=0)
     rpm: float | None = Field(None, gt=0)
     tpm: float | None = Field(None, gt=0)
-    json_mode: str | None = None
+    json_mode: Literal["schema", "object"] | None = None
     retry: RetryPolicy = RetryPolicy()
+    max_consecutive_failures: int = Field(20, ge=1, description="stop once this many requests in a row "
+                                          "yielded no valid record")
+    failure_window: int = Field(100, ge=1, description="the last requests max_failure_share is measured over")
+    max_failure_share: float = Field(0.8, gt=0, le=1, description="stop once this share of the last "
+                                     "failure_window requests yielded no valid record")
     shard_size: int = Field(1000, ge=1)
     flush_seconds: float = Field(30.0, gt=0)
     limits: ValidationLimits = ValidationLimits()
@@ -80,17 +88,24 @@ class Progress(BaseModel):
 class RunState:
     """The records and counters of one output folder, persisted through shards and the manifest."""
 
-    def __init__(self, config: GenerateConfig, fingerprint: dict[str, Any], capped: bool = True):
-        """``capped``: stop accepting records at ``config.n`` (a live run); a batch ingest takes all."""
+    def __init__(self, config: GenerateConfig, fingerprint: dict[str, Any], capped: bool = True,
+                 command: str = "gliznet-data generate"):
+        """``capped``: stop accepting records at ``config.n`` (a live run); a batch ingest takes all.
+        The folder stays locked against other runs until ``finish()``."""
         self.config = config
         self.capped = capped
         self.dir = config.output
         self.fingerprint = fingerprint
+        self.lock = FolderLock(self.dir, command).acquire()  # also proves the folder writable, before any request
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create output folder {self.dir}: {exc.strerror}") from None
+            self._load()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _load(self) -> None:
         manifest = shards.read_manifest(self.dir) or {}
+        fingerprint = self.fingerprint
         if manifest and manifest.get("fingerprint") != fingerprint:
             changed = sorted(k for k in fingerprint if manifest.get("fingerprint", {}).get(k) != fingerprint[k])
             raise UserError(
@@ -120,6 +135,7 @@ class RunState:
         self.buffer: list[Record] = []
         self.pending: set[int] = set()
         self.status = "running"
+        self.stop_reason: str | None = None  # one line: why a run ended other than complete
 
     @property
     def valid(self) -> int:
@@ -129,8 +145,8 @@ class RunState:
     def full(self) -> bool:
         return self.capped and self.valid >= self.config.n
 
-    def add_reply(self, draw: Draw, completion: Completion, provenance: dict[str, Any]) -> None:
-        """Parse, validate and buffer one reply; flush when the buffer is due."""
+    def add_reply(self, draw: Draw, completion: Completion, provenance: dict[str, Any]) -> int:
+        """Parse, validate and buffer one reply; flush when the buffer is due. Returns the records kept."""
         parsed_examples, broken = parse_reply(completion.content)
         self.requests += 1
         self.prompt_tokens += completion.prompt_tokens
@@ -139,6 +155,7 @@ class RunState:
         self.examples_missing += max(0, self.config.examples_per_request - len(parsed_examples) - broken)
         if broken:
             self.rejects["broken_json"] += broken
+        kept = 0
         if not self.full:  # surplus beyond N is neither kept nor a reject
             check = validate_reply(parsed_examples, provenance, bundle=draw.request_mode == "bundle",
                                    limits=self.config.limits, known_ids=self.ids,
@@ -147,18 +164,52 @@ class RunState:
             self.labels_dropped += check.labels_dropped
             self.ids.update(record.id for record in check.records)
             self.buffer.extend(check.records)
+            kept = len(check.records)
         self.pending.add(draw.index)
         if len(self.buffer) >= self.config.shard_size or time.monotonic() - self.last_flush >= self.config.flush_seconds:
             self.flush()
+        return kept
 
     def flush(self) -> None:
-        """Commit the buffer as a shard, then the manifest that marks its requests done."""
+        """Commit the buffer as a shard, then the manifest that marks its requests done.
+
+        A shard that cannot be written (a full disk) loses only the buffer: its records leave the
+        counts and its requests stay undone, so a rerun redoes them; the manifest is still written
+        (the failed shard's space is freed first) so that it says why the run stopped."""
         if self.buffer:
-            shards.write_shard(self.dir, self.buffer)
+            try:
+                shards.write_shard(self.dir, self.buffer)
+            except OSError as exc:
+                self.ids.difference_update(record.id for record in self.buffer)
+                self.buffer, self.pending = [], set()
+                self.status = "failed"
+                self.stop_reason = f"cannot write a shard in {self.dir}: {exc.strerror or exc}"
+                self.write_manifest()
+                raise UserError(f"{self.stop_reason}; the work saved before is kept, free space and run the "
+                                "same command again") from None
         self.done |= self.pending
         self.buffer, self.pending = [], set()
         self.last_flush = time.monotonic()
-        shards.write_manifest(self.dir, self.manifest())
+        self.write_manifest()
+
+    def write_manifest(self) -> None:
+        try:
+            shards.write_manifest(self.dir, self.manifest())
+        except OSError as exc:
+            raise UserError(f"cannot write {self.dir / shards.MANIFEST}: {exc.strerror or exc}") from None
+
+    def finish(self, status: str, reason: str | None = None) -> None:
+        """The last flush: record how the run ended, and unlock the folder. Called from error paths,
+        so a second failure while writing never hides the first."""
+        if self.status == "running" or status == "complete":
+            self.status, self.stop_reason = status, reason
+        try:
+            self.flush()
+        except UserError:
+            if status == "complete":
+                raise
+        finally:
+            self.lock.release()
 
     def progress(self) -> Progress:
         return Progress(target=self.config.n, valid=self.valid, rejected=sum(self.rejects.values()),
@@ -174,6 +225,7 @@ class RunState:
         return {
             "format": MANIFEST_FORMAT,
             "status": self.status,
+            "stop_reason": self.stop_reason,
             "fingerprint": self.fingerprint,
             "config": cfg.model_dump(mode="json"),
             "counts": {
@@ -249,47 +301,67 @@ class Plan:
         }
 
 
-async def generate(config: GenerateConfig, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) a generation into ``config.output``; returns the final manifest."""
+async def generate(config: GenerateConfig, on_progress: Callable[[Progress], None] | None = None,
+                   on_retry: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) a generation into ``config.output``; returns the final manifest.
+
+    A request is sent only while the requests in flight, at ``k`` records each, do not already cover
+    what is missing of N, and at most ``concurrency`` at a time; so ``--n 5`` sends one request, and a
+    huge ``--concurrency`` renders and sends only what is needed. ``on_retry`` gets one line per wave
+    of retries. The failure budget (``FailureBudget``) stops a run whose replies yield nothing.
+    """
     plan = Plan(config)
     # The provider is built first so that a missing key fails before anything is written.
     provider = plan.provider_cls(plan.settings)
+    provider.on_retry = on_retry
     try:
         state = RunState(config, plan.fingerprint())
     except BaseException:
         await provider.aclose()
         raise
     todo = (i for i in itertools.count() if i not in state.done)
-
-    async def worker() -> None:
-        while not state.full:
-            draw, messages = plan.request(next(todo))
-            completion = await provider.complete(messages, plan.schema(draw))
-            state.retries = retries_before + provider.retries
-            state.add_reply(draw, completion, plan.provenance(draw))
-            if on_progress:
-                on_progress(state.progress())
-
+    budget = FailureBudget(config.max_consecutive_failures, config.failure_window, config.max_failure_share)
     retries_before = state.retries
+
+    async def request(index: int) -> None:
+        draw, messages = plan.request(index)
+        completion = await provider.complete(messages, plan.schema(draw))
+        state.retries = retries_before + provider.retries
+        kept = state.add_reply(draw, completion, plan.provenance(draw))
+        if on_progress:
+            on_progress(state.progress())
+        if not state.full:
+            budget.record(kept, state.rejects)
+
     if on_progress:
         on_progress(state.progress())
-    tasks = [asyncio.create_task(worker()) for _ in range(0 if state.full else config.concurrency)]
+    in_flight: set[asyncio.Task] = set()
+    status, reason = "failed", None
     try:
-        if tasks:
-            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        while not state.full:
+            while (len(in_flight) < config.concurrency
+                   and state.valid + len(in_flight) * config.examples_per_request < config.n):
+                in_flight.add(asyncio.create_task(request(next(todo))))
+            finished, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
-                task.result()  # a fatal provider error surfaces here
-        state.status = "complete"
-    except asyncio.CancelledError:
-        state.status = "interrupted"
+                task.result()  # a fatal provider error, a spent failure budget or a full disk surfaces here
+        status = "complete"
+    except FailureBudgetSpent as exc:
+        status, reason = "stopped", str(exc)
         raise
-    except BaseException:
-        state.status = "failed"
+    except asyncio.CancelledError:
+        status, reason = "interrupted", "interrupted"
+        raise
+    except UserError as exc:
+        reason = str(exc)
+        raise
+    except BaseException as exc:
+        reason = type(exc).__name__
         raise
     finally:
-        for task in tasks:
+        for task in in_flight:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*in_flight, return_exceptions=True)
         await provider.aclose()
-        state.flush()
+        state.finish(status, reason)
     return state.manifest()

@@ -39,6 +39,11 @@ LENGTH_BUCKETS: dict[str, tuple[int, int]] = {
 LENGTH_TOLERANCE = 0.2
 MAX_LABEL_WORDS = 6
 MAX_LABEL_CHARS = 60
+# Markers that the model's tokenizers read as special tokens (GliZNet's [LAB], BERT/DeBERTa/ModernBERT's
+# bracketed ones, RoBERTa's angled ones): inside a text or a label they would change the sequence GliZNet
+# reads, `[CLS] text [LAB] l1 [LAB] l2 ... [SEP]`. This one rule, in the validators, is what generate,
+# batch ingest, validate and push apply, so published data is always trainable. Matched in any case.
+RESERVED_TOKENS = ("[LAB]", "[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "<s>", "</s>", "<pad>", "<mask>", "<unk>")
 
 REJECT_REASONS: dict[str, str] = {
     "schema": "missing field or wrong type",
@@ -54,6 +59,7 @@ REJECT_REASONS: dict[str, str] = {
     "label_too_long": f"a label longer than {MAX_LABEL_WORDS} words or {MAX_LABEL_CHARS} characters",
     "label_duplicate": "a label repeated after normalization",
     "label_is_text": "a label equal to the whole text",
+    "reserved_token": "a token the model reserves ([LAB], [CLS], [SEP], [PAD], [MASK], <s>, ...) in the text or a label",
     "cross_role": "a bundle text left with too few labels once the labels breaking the cross-role rule were dropped",
     "broken_json": "an example that could not be recovered from the reply",
     "duplicate": "a text already in the dataset",
@@ -131,6 +137,17 @@ def _looks_like_json(text: str) -> bool:
     return True
 
 
+_RESERVED_LOWER = tuple(token.lower() for token in RESERVED_TOKENS)
+
+
+def reserved_token(value: str) -> str | None:
+    """The first reserved token that ``value`` contains (in any case), if any."""
+    if "[" not in value and "<" not in value:  # the common case, checked without lowering
+        return None
+    lowered = value.lower()
+    return next((token for token, low in zip(RESERVED_TOKENS, _RESERVED_LOWER) if low in lowered), None)
+
+
 def _limits(info: ValidationInfo) -> ValidationLimits:
     context = info.context
     return context.get("limits", DEFAULT_LIMITS) if context else DEFAULT_LIMITS
@@ -153,6 +170,8 @@ def _clean_labels(values: Any, kind: str, info: ValidationInfo) -> list[str]:
         label = normalize_label(raw)
         if not label:
             raise _reject("label_empty")
+        if token := reserved_token(label):
+            raise _reject("reserved_token", f"label {label[:40]!r} contains the reserved token {token}")
         if len(label) > MAX_LABEL_CHARS or label.count(" ") + 1 > MAX_LABEL_WORDS:
             raise _reject("label_too_long", f"label too long: {label[:40]!r}")
         if label in out:
@@ -190,6 +209,8 @@ class Example(BaseModel):
             raise _reject("empty_text")
         if _CONTROL.search(text):
             raise _reject("control_chars")
+        if token := reserved_token(text):
+            raise _reject("reserved_token", f"text contains the reserved token {token}")
         lowered = text.lower()
         if (_META_START.search(text) or any(d in lowered for d in _DEBRIS)
                 or ("as an ai" in lowered and _AS_AN_AI.search(lowered)) or _looks_like_json(text)):

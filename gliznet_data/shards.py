@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -51,6 +52,23 @@ def _fsync_replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+def _temp_path(final: Path) -> Path:
+    """A hidden temporary name of this process only, so no two writers ever share one."""
+    return final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _write_atomically(final: Path, write: Any) -> None:
+    """``write(tmp)``, sync, rename onto ``final``; a failed write (a full disk) leaves nothing behind,
+    which also gives its space back."""
+    tmp = _temp_path(final)
+    try:
+        write(tmp)
+        _fsync_replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def shard_files(path: Path) -> list[Path]:
     """Parquet files under ``path`` (searched recursively), or ``path`` itself if it is a file."""
     if path.is_file():
@@ -73,18 +91,17 @@ def _list_column(values: list[list[str]]) -> pl.Series:
 def write_shard(directory: Path, records: list[Any]) -> Path:
     """Write ``records`` (objects with one attribute per column) as the next shard; returns its path."""
     final = next_shard_path(directory)
-    tmp = directory / f".{final.name}.tmp"
     columns = {name: [getattr(r, name) for r in records] for name in COLUMNS}
     frame = pl.DataFrame({k: v for k, v in columns.items() if k not in LIST_COLUMNS},
                          schema={k: v for k, v in SCHEMA.items() if k not in LIST_COLUMNS})
     frame = frame.with_columns(_list_column(columns[k]).alias(k) for k in LIST_COLUMNS).select(COLUMNS)
-    frame.write_parquet(tmp, compression="zstd")
-    _fsync_replace(tmp, final)
+    _write_atomically(final, lambda tmp: frame.write_parquet(tmp, compression="zstd"))
     return final
 
 
 def remove_partial_files(directory: Path) -> None:
-    """Temporary files left by a killed run hold nothing that was committed."""
+    """Temporary files left by a killed run hold nothing that was committed (called under the folder lock,
+    so no live writer owns one)."""
     for tmp in directory.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
 
@@ -126,10 +143,8 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    final = directory / MANIFEST
-    tmp = directory / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
-    _fsync_replace(tmp, final)
+    text = json.dumps(manifest, indent=2, default=str) + "\n"
+    _write_atomically(directory / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def compress_ranges(indices: Iterable[int]) -> list[list[int]]:

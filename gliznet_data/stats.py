@@ -62,10 +62,25 @@ def broad_label_records(df: pl.DataFrame) -> dict[str, Any]:
     return {"records": either, "share": round(either / df.height, 4), "records_with_broad_positive": sum(positive)}
 
 
+def check_label_columns(df: pl.DataFrame) -> None:
+    """Statistics count labels in lists of strings; anything else would be counted wrong (a string's
+    characters) or not at all (nulls), so it is refused with the count of offending rows."""
+    for column in ("labels", "not_labels"):
+        dtype = df.schema[column]
+        if not (isinstance(dtype, pl.List) and dtype.inner in (pl.String, pl.Null)):
+            raise UserError(f"column {column} holds {dtype} values, not lists of strings; "
+                            "see `gliznet-data validate` for the rows")
+        nulls = df.get_column(column).null_count()
+        if nulls:
+            raise UserError(f"column {column} is null in {nulls:,} of {df.height:,} rows; "
+                            "see `gliznet-data validate` for the rows")
+
+
 def dataset_stats(df: pl.DataFrame, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     df = with_text_column(df)
     if df.height == 0:
         raise UserError("the dataset is empty")
+    check_label_columns(df)
     words = pl.col("text").str.extract_all(r"\S+").list.len().alias("words")  # as records.word_count
     lengths = df.select(words.cast(pl.Int64)).get_column("words")
     positives = df.get_column("labels").explode().drop_nulls()

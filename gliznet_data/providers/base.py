@@ -3,13 +3,14 @@ token counts out. Retries, rate limits and failure policy live here once for eve
 
 from __future__ import annotations
 
-
+import asyncio
+import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import httpx
-from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
@@ -105,6 +106,44 @@ class _WaitRetryAfter:
         return self.backoff(state)
 
 
+class Pacer:
+    """Spaces uses of a per-minute budget evenly (virtual scheduling): each use reserves ``cost * 60 /
+    per_minute`` seconds after the previous reservation and waits for its slot. Idle time earns no
+    credit, so no burst ever exceeds the rate, whatever the rate (30 rpm is one request every 2 s)."""
+
+    def __init__(self, per_minute: float):
+        self.seconds_per_unit = 60.0 / per_minute
+        self._next = 0.0  # event-loop time at which the next reservation may start
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        now = asyncio.get_running_loop().time()
+        start = max(now, self._next)
+        self._next = start + cost * self.seconds_per_unit
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def adjust(self, cost: float) -> None:
+        """Charge (or refund) ``cost`` units without waiting, once a use's true cost is known; a refund
+        never moves the schedule before now, so it cannot turn into a burst."""
+        now = asyncio.get_running_loop().time()
+        self._next = max(now, self._next + cost * self.seconds_per_unit) if cost < 0 else (
+            max(now, self._next) + cost * self.seconds_per_unit)
+
+
+def estimated_tokens(messages: list[dict[str, str]]) -> int:
+    """About four characters a token: what a prompt is charged before the service counts it."""
+    return sum(len(m["content"]) for m in messages) // 4
+
+
+RETRY_NOTE_SECONDS = 5.0  # retries of one kind within this long make one wave, reported in one line
+
+
+def _retry_kind(exc: BaseException | None) -> str:
+    """The error kind shown in a retry note: "HTTP 429" rather than the server's whole message."""
+    text = str(exc) if exc is not None else "error"
+    return " ".join(text.split()[:2]) if text.startswith("HTTP ") else text
+
+
 class Provider(ABC):
     name: str = ""
     default_model: str = ""
@@ -113,9 +152,13 @@ class Provider(ABC):
         self.settings = settings
         self.retries = 0
         self._answered = False
-        # Spread requests over each second instead of allowing a whole minute's quota in one burst.
-        self._rpm = AsyncLimiter(max(1.0, settings.rpm / 60), 1) if settings.rpm else None
-        self._tpm = AsyncLimiter(settings.tpm, 60) if settings.tpm else None
+        self._rpm = Pacer(settings.rpm) if settings.rpm else None
+        self._tpm = Pacer(settings.tpm) if settings.tpm else None
+        # One line per wave of retries (kind, wait, attempt), so a dead or overloaded server is never silent.
+        self.on_retry: Callable[[str], None] | None = None
+        self._noted: dict[str, float] = {}
+        self._unreported: Counter[str] = Counter()
+        self._longest_wait: dict[str, float] = {}
 
     @property
     @abstractmethod
@@ -130,9 +173,11 @@ class Provider(ABC):
         pass
 
     async def complete(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Completion:
+        estimate = estimated_tokens(messages)
         if self._tpm:
-            # Charge the prompt up front (about 4 characters a token); the completion is charged once known.
-            await self._tpm.acquire(min(self._tpm.max_rate, sum(len(m["content"]) for m in messages) / 4))
+            # The prompt is charged up front by estimate; once the reply says what it cost, the estimate
+            # is corrected and the completion charged, so later requests wait for what this one used.
+            await self._tpm.acquire(estimate)
 
         async def attempt() -> Completion:
             if self._rpm:
@@ -140,8 +185,9 @@ class Provider(ABC):
             return await self._complete(messages, schema)
 
         result = await self.retrying(attempt)
-        if self._tpm and result.completion_tokens:
-            await self._tpm.acquire(min(self._tpm.max_rate, result.completion_tokens))
+        if self._tpm:
+            used = (result.prompt_tokens or estimate) + result.completion_tokens
+            self._tpm.adjust(used - estimate)
         return result
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -171,5 +217,19 @@ class Provider(ABC):
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.retries += 1
+        if self.on_retry is None:
+            return
+        kind = _retry_kind(state.outcome.exception() if state.outcome else None)
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self._unreported[kind] += 1
+        self._longest_wait[kind] = max(self._longest_wait.get(kind, 0.0), wait)
+        now = time.monotonic()
+        if now - self._noted.get(kind, float("-inf")) < RETRY_NOTE_SECONDS:
+            return  # the same wave: counted into the next line
+        self._noted[kind] = now
+        count, longest = self._unreported.pop(kind), self._longest_wait.pop(kind)
+        what = "1 request" if count == 1 else f"{count:,} requests"
+        self.on_retry(f"retrying {what}: {self.name} at {self.endpoint}: {kind}; waiting up to {longest:.1f}s "
+                      f"(attempt {state.attempt_number} of {self.settings.retry.attempts} failed)")
 
 
