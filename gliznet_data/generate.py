@@ -31,7 +31,7 @@ from .folder_lock import FolderLock
 from .prompting import Prompts, archived_dir, default_weights, prompts_dir, reply_schema
 from .providers import Completion, ProviderSettings, RetryPolicy, provider_class
 from .records import Record, ValidationLimits, validate_reply
-from .replies import parse_reply
+from .replies import ParsedReply, parse_reply
 
 MANIFEST_FORMAT = "gliznet-data/1"
 
@@ -145,14 +145,20 @@ class RunState:
     def full(self) -> bool:
         return self.capped and self.valid >= self.config.n
 
-    def add_reply(self, draw: Draw, completion: Completion, provenance: dict[str, Any]) -> int:
-        """Parse, validate and buffer one reply; flush when the buffer is due. Returns the records kept."""
-        parsed_examples, broken = parse_reply(completion.content)
+    def add_reply(self, draw: Any, completion: Completion, provenance: dict[str, Any],
+                  parsed: ParsedReply | None = None, expected: int | None = None) -> int:
+        """Parse, validate and buffer one reply; flush when the buffer is due. Returns the records kept.
+
+        ``parsed``/``expected``: the reply's items as the plan read them (``annotate`` joins each label
+        set to its text) and how many its request asked for; by default the reply is parsed here and
+        ``examples_per_request`` were asked for."""
+        parsed_examples, broken = parsed if parsed is not None else parse_reply(completion.content)
         self.requests += 1
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         self.examples_returned += len(parsed_examples)
-        self.examples_missing += max(0, self.config.examples_per_request - len(parsed_examples) - broken)
+        asked = self.config.examples_per_request if expected is None else expected
+        self.examples_missing += max(0, asked - len(parsed_examples) - broken)
         if broken:
             self.rejects["broken_json"] += broken
         kept = 0
@@ -273,9 +279,15 @@ class Plan:
         self.provider_cls = provider_class(config.provider)
         self.settings = config.provider_settings(self.provider_cls.default_model)
 
+    size: int | None = None  # requests in the plan; None: the sampler draws for ever
+
     def request(self, index: int) -> tuple[Draw, list[dict[str, str]]]:
         draw = self.sampler.draw(index)
         return draw, self.prompts.render(draw, self.config.examples_per_request)
+
+    def parse(self, draw: Draw, content: str) -> tuple[ParsedReply, int]:
+        """The examples a reply holds, and how many its request asked for."""
+        return parse_reply(content), self.config.examples_per_request
 
     @staticmethod
     def schema(draw: Draw) -> dict[str, Any]:
@@ -319,7 +331,20 @@ async def generate(config: GenerateConfig, on_progress: Callable[[Progress], Non
     except BaseException:
         await provider.aclose()
         raise
-    todo = (i for i in itertools.count() if i not in state.done)
+    return await run_requests(plan, state, provider, on_progress)
+
+
+async def run_requests(plan: Any, state: RunState, provider: Any,
+                       on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    """The live loop of every route that sends its own requests (``generate``, ``annotate``); returns
+    the final manifest, and closes the provider and finishes the state however it ends.
+
+    ``plan`` gives ``request(i)``, ``schema(draw)``, ``parse(draw, content)``, ``provenance(draw)`` and
+    ``size`` (None: endless); the requests ``state`` has not done are sent in order until it is full
+    or none is left."""
+    config = state.config
+    indices = itertools.count() if plan.size is None else range(plan.size)
+    todo = (i for i in indices if i not in state.done)
     budget = FailureBudget(config.max_consecutive_failures, config.failure_window, config.max_failure_share)
     retries_before = state.retries
 
@@ -327,7 +352,8 @@ async def generate(config: GenerateConfig, on_progress: Callable[[Progress], Non
         draw, messages = plan.request(index)
         completion = await provider.complete(messages, plan.schema(draw))
         state.retries = retries_before + provider.retries
-        kept = state.add_reply(draw, completion, plan.provenance(draw))
+        parsed, expected = plan.parse(draw, completion.content)
+        kept = state.add_reply(draw, completion, plan.provenance(draw), parsed, expected)
         if on_progress:
             on_progress(state.progress())
         if not state.full:
@@ -337,11 +363,18 @@ async def generate(config: GenerateConfig, on_progress: Callable[[Progress], Non
         on_progress(state.progress())
     in_flight: set[asyncio.Task] = set()
     status, reason = "failed", None
+    left = True  # whether the plan has requests not yet sent
     try:
         while not state.full:
-            while (len(in_flight) < config.concurrency
+            while (left and len(in_flight) < config.concurrency
                    and state.valid + len(in_flight) * config.examples_per_request < config.n):
-                in_flight.add(asyncio.create_task(request(next(todo))))
+                index = next(todo, None)
+                if index is None:
+                    left = False
+                else:
+                    in_flight.add(asyncio.create_task(request(index)))
+            if not in_flight:
+                break  # a finite plan is spent
             finished, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 task.result()  # a fatal provider error, a spent failure budget or a full disk surfaces here
