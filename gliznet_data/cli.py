@@ -265,9 +265,10 @@ def push(
     validation: Optional[float] = typer.Option(
         None, "--validation", help="Fraction of the non-test records for the validation split \\[default: 0.1]"),
     unseen_labels: Optional[float] = typer.Option(
-        None, "--unseen-labels", help="Fraction of distinct labels held out for a zero-shot test split: every "
-                                      "record mentioning one goes to test, none appears in train or validation "
-                                      "\\[default: 0]"),
+        None, "--unseen-labels", help="About this share of the records go to a zero-shot test split: labels are "
+                                      "held out, every record with a held-out positive goes to test, and held-out "
+                                      "hard negatives are dropped from the others, so none appears in train or "
+                                      "validation \\[default: 0]"),
     license: Optional[str] = typer.Option(None, "--license", help="License id for the card \\[default: apache-2.0]"),
     language: Optional[list[str]] = typer.Option(None, "--language", help="Language code for the card; repeatable "
                                                                           "\\[default: en]"),
@@ -278,6 +279,8 @@ def push(
                                                                        "beside it]"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its push: section sets anything not "
                                                                  "given as a flag"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds to wait for the Hub to connect or "
+                                                                   "answer, per request \\[default: 60]"),
     as_json: bool = typer.Option(False, "--json", help="Print the push summary as JSON on stdout"),
 ) -> None:
     """Publish shards as a Hugging Face Hub dataset: train/validation(/test) splits, a dataset card, one commit.
@@ -289,7 +292,7 @@ def push(
     A JSON summary is saved as push.json beside the shards (and printed with --json).
     """
     flags = dict(repo_id=repo_id, private=private, split_seed=split_seed, validation=validation,
-                 unseen_labels=unseen_labels, license=license, language=language or None)
+                 unseen_labels=unseen_labels, license=license, language=language or None, timeout=timeout)
 
     def body() -> dict[str, Any]:
         from . import hub  # here, so that the other commands start without pyarrow and huggingface_hub

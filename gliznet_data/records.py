@@ -8,6 +8,8 @@ are the same label, stored as ``"customer support"``.
 Length buckets count whitespace-separated words. A text is accepted when its word count lies
 within the bucket's range widened by ``LENGTH_TOLERANCE`` (20%) on each side, rounded outwards:
 short 1-24, medium 16-60, long 40-240, document 160-480.
+A grounded annotation (request mode ``annotation``) labels a user's own text: its bucket is the one
+its word count falls in (``bucket_of``), and its length is never a reject.
 
 A cross-role bundle is one reply whose texts were written against one shared pool of labels; the
 rule (``check_cross_role``, ``repair_bundle``) is that every label the bundle uses is a positive of
@@ -37,6 +39,9 @@ from pydantic_core import PydanticCustomError
 LENGTH_BUCKETS: dict[str, tuple[int, int]] = {
     "short": (1, 20), "medium": (21, 50), "long": (51, 200), "document": (201, 400)}
 LENGTH_TOLERANCE = 0.2
+# The request mode of grounded annotation (``gliznet-data annotate``): the text is a user's own, only its
+# labels were written by the LLM, and its length bucket is the one its word count falls in (never a reject).
+ANNOTATION = "annotation"
 MAX_LABEL_WORDS = 6
 MAX_LABEL_CHARS = 60
 # Markers that the model's tokenizers read as special tokens (GliZNet's [LAB], BERT/DeBERTa/ModernBERT's
@@ -101,6 +106,11 @@ def record_id(text: str) -> str:
 
 def word_count(text: str) -> int:
     return len(text.split())
+
+
+def bucket_of(words: int) -> str:
+    """The bucket whose requested range holds ``words`` (the last bucket is open-ended)."""
+    return next((name for name, (_, high) in LENGTH_BUCKETS.items() if words <= high), list(LENGTH_BUCKETS)[-1])
 
 
 def accepted_word_range(bucket: str, tolerance: float = LENGTH_TOLERANCE) -> tuple[int, int]:
@@ -244,9 +254,13 @@ class Example(BaseModel):
             if self.length_bucket not in LENGTH_BUCKETS:
                 raise _reject("schema", f"unknown length bucket {self.length_bucket!r}")
             low, high = accepted_word_range(self.length_bucket, limits.length_tolerance)
-            if not low <= words <= high:
+            if self._written_to_length() and not low <= words <= high:
                 raise _reject("length_out_of_bucket", f"{words} words, {self.length_bucket} accepts {low}-{high}")
         return self
+
+    def _written_to_length(self) -> bool:
+        """Whether the text was written to its length bucket, so must fit it (a user's own text was not)."""
+        return True
 
 
 class Provenance(BaseModel):
@@ -276,6 +290,9 @@ class Record(Example, Provenance):
 
     id: str = ""
     length_bucket: str  # required here: generated records always know their bucket
+
+    def _written_to_length(self) -> bool:
+        return self.request_mode != ANNOTATION
 
     @model_validator(mode="after")
     def _set_id(self) -> Record:
@@ -307,12 +324,17 @@ def validate_rows(rows: Any, limits: ValidationLimits = DEFAULT_LIMITS) -> Valid
     """Re-check stored rows (dicts). Rows with every provenance column are checked as full records
     (length bucket included); rows without, such as ZSHOT-HARDSET's, as examples."""
     provenance = {name for name, field in Provenance.model_fields.items() if field.is_required()}
+    # Shards made before a column existed read back as null there when read with newer ones (v1 and v2 of
+    # the seed set together): a null in a column with a default is that default, not a wrong type.
+    defaulted = {name for name, field in Provenance.model_fields.items() if not field.is_required()}
     seen: set[str] = set()
     rejects: dict[str, int] = {}
     total = valid = 0
     for row in rows:
         total += 1
         model = Record if provenance <= row.keys() else Example
+        if model is Record and any(row.get(name, 0) is None for name in defaulted):
+            row = {k: v for k, v in row.items() if v is not None or k not in defaulted}
         try:
             checked = model.model_validate(row, context={"limits": limits})
         except ValidationError as exc:

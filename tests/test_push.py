@@ -11,7 +11,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -179,6 +181,7 @@ def test_round_trip_through_datasets(hub, shards, tmp_path):
     assert loaded["blocked"] == [] and hub.unrouted == []  # no Xet, no LFS, nothing beyond the fake's routes
 
     original = records(shards)
+    held = set(summary["held_out_labels"])
     seen: dict[str, str] = {}
     for split, rows in loaded["splits"].items():
         assert len(rows) == summary["splits"][split]
@@ -186,8 +189,9 @@ def test_round_trip_through_datasets(hub, shards, tmp_path):
             assert row["id"] not in seen, "a record in two splits"
             seen[row["id"]] = split
             source = original[row["id"]]
-            assert (row["text"], row["labels"], row["not_labels"]) == (
-                source["text"], list(source["labels"]), list(source["not_labels"]))
+            # outside test, held-out hard negatives are dropped; nothing else changes
+            kept = [x for x in source["not_labels"] if split == "test" or x not in held]
+            assert (row["text"], row["labels"], row["not_labels"]) == (source["text"], list(source["labels"]), kept)
     assert set(seen) == set(original)  # same rows, nothing lost, nothing added
     for rid, split in seen.items():
         if split != "test":
@@ -231,25 +235,59 @@ def crossed(shards: Path, target: Path) -> Path:
     return target
 
 
+def hold_out_rate(share: float) -> float:
+    """The documented rate: a record with 2.5 positives lands in test with chance ``share``."""
+    return 1 - (1 - share) ** (1 / 2.5)
+
+
 def test_unseen_labels_never_reach_train_or_validation(shards, tmp_path):
     shards = crossed(shards, tmp_path / "crossed")
+    source = records(shards)
     summary = ok(cli(shards, "--to-folder", tmp_path / "out", "--unseen-labels", "0.15", "--split-seed", 7, "--json"))
     held = set(summary["held_out_labels"])
+    rate = hold_out_rate(0.15)
+    distinct = {x for row in source.values() for x in list(row["labels"]) + list(row["not_labels"])}
+    assert held == {label for label in distinct if unit(7, "label", label) < rate} and held
     frames = {s: pl.read_parquet(sorted((tmp_path / "out" / "data").glob(f"{s}-*.parquet"))) for s in summary["splits"]}
-    assert 0.05 < len(held) / summary["distinct_labels"] < 0.3
+    dropped = trimmed = moved = 0
     for split, frame in frames.items():
-        for labels, negatives in zip(frame["labels"].to_list(), frame["not_labels"].to_list()):
-            mentioned = set(labels) | set(negatives)
-            assert bool(mentioned & held) == (split == "test"), split
-    test_labels = set(frames["test"]["labels"].explode()) | set(frames["test"]["not_labels"].explode())
-    assert held <= test_labels  # every held-out label that exists is in test
-    for label in held:
-        assert unit(7, "label", label) < 0.15
+        for rid, labels, negatives in zip(frame["id"], frame["labels"].to_list(), frame["not_labels"].to_list()):
+            original = source[rid]
+            lost = set(original["not_labels"]) - set(negatives)
+            if split == "test":
+                # a held-out positive, or every hard negative held out; nothing dropped in test
+                assert set(labels) & held or set(original["not_labels"]) <= held, rid
+                moved += not set(labels) & held
+                assert not lost
+            else:
+                assert not (set(labels) | set(negatives)) & held, split
+                assert lost == set(original["not_labels"]) & held and negatives
+                dropped, trimmed = dropped + len(lost), trimmed + bool(lost)
+    assert dropped > 0  # the crossed data has held-out labels as negatives of training records
+    assert summary["held_out_negatives_dropped"] == {"labels": dropped, "records": trimmed}
+    assert summary["records_moved_to_test"] == moved
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"dropped from that record's `not_labels` ({dropped:,} label(s) from" in card
 
     again = ok(cli(shards, "--to-folder", tmp_path / "again", "--unseen-labels", "0.15", "--split-seed", 7, "--json"))
     assert again["files"] == summary["files"]  # same seed, same bytes
     other = ok(cli(shards, "--to-folder", tmp_path / "other", "--unseen-labels", "0.15", "--split-seed", 8, "--json"))
     assert set(other["held_out_labels"]) != held
+
+
+def test_unseen_labels_on_the_seed_set_take_a_tenth_of_the_records(tmp_path):
+    """The shipped seed set (v1, and v2 when it is there): --unseen-labels 0.1 puts 5-20% of the records in test,
+    and no held-out label reaches train or validation."""
+    seed = shards_copy(ROOT / "data" / "seed", tmp_path / "seed")  # a copy: push writes push.json beside the data
+    summary = ok(cli(seed, "--to-folder", tmp_path / "out", "--unseen-labels", "0.1", "--json"))
+    assert summary["rows"] >= 1800
+    assert 0.05 <= summary["splits"]["test"] / summary["rows"] <= 0.20, summary["splits"]
+    held = set(summary["held_out_labels"])
+    assert held and summary["held_out_negatives_dropped"]["labels"] > 0
+    for split in ("train", "validation"):
+        frame = pl.read_parquet(sorted((tmp_path / "out" / "data").glob(f"{split}-*.parquet")))
+        used = set(frame["labels"].explode()) | set(frame["not_labels"].explode())
+        assert not used & held, split
 
 
 def test_more_data_keeps_every_record_in_its_split(generated, tmp_path):
@@ -338,6 +376,43 @@ def test_upload_that_keeps_failing_stops_with_a_clear_message(hub, shards, tmp_p
     # nothing changed locally, not even a push.json
     assert {p: p.read_bytes() for p in shards.rglob("*") if p.is_file()} == before
     assert len(hub.repos["alice/down"].commits) == 1
+
+
+def test_a_hub_that_never_answers_ends_the_push_in_one_line(shards, tmp_path):
+    """A server that accepts connections and never answers: the push gives up after its timeout, exit 2."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the handshakes; nothing ever reads or answers
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        config = fast_config(tmp_path, "  timeout: 1\n")
+        started = time.monotonic()
+        proc = subprocess.run([*CLI, "push", str(shards), "--repo-id", "alice/x", "--config", str(config)],
+                              capture_output=True, text=True, timeout=120,
+                              env=subprocess_env(SimpleNamespace(url=url), tmp_path / "home", HF_TOKEN=TOKEN))
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "did not answer within 1s while checking the token" in lines[0], proc.stderr
+    assert TOKEN not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+    assert elapsed < 30  # interpreter start-up plus one 1 s timeout, not forever
+
+
+def test_a_commit_left_unanswered_times_out_and_is_retried(hub, shards, tmp_path):
+    hub.commit_faults.append("hang")
+    started = time.monotonic()
+    summary = ok(cli(shards, "--repo-id", "alice/slow", "--config", fast_config(tmp_path, "  timeout: 1\n"),
+                     "--json"))
+    assert summary["attempts"] == 2 and len(hub.repos["alice/slow"].commits) == 2
+    assert time.monotonic() - started < 30
+
+    hub.always_commit_fault = "hang"
+    grown = crossed(shards, tmp_path / "other")  # other data, so there is something to commit
+    line = one_line_error(cli(grown, "--repo-id", "alice/slow", "--config", fast_config(tmp_path, "  timeout: 1\n")),
+                          "did not answer within 1s while committing")
+    assert "failed after 3 attempt(s)" in line and len(hub.repos["alice/slow"].commits) == 2
 
 
 def test_no_token_is_refused_before_any_request(hub, shards, tmp_path):

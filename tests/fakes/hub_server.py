@@ -14,7 +14,8 @@ tests can count commits. Tokens map to users (``server.tokens``); a user may wri
 and its organisations only, anything else is a 403 as on the Hub. Commit faults are taken from
 ``server.commit_faults`` (one per commit call) or ``server.always_commit_fault``: ``"500"`` answers an
 internal error, ``"drop"`` reads the request and closes the connection without answering, ``"lost"`` makes
-the commit and then closes the connection (the answer is lost on the way back).
+the commit and then closes the connection (the answer is lost on the way back), ``"hang"`` reads the request
+and never answers (until the server stops): a Hub that accepts connections and then goes silent.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class FakeHubServer(ThreadingHTTPServer):
         self.bodies: list[bytes] = []
         self._serial = itertools.count()
         self.lock = threading.RLock()
+        self.stopping = threading.Event()  # releases "hang" handlers
 
     def handle_error(self, request, client_address) -> None:
         pass  # dropped connections are part of the fault tests
@@ -101,6 +103,7 @@ class FakeHubServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.shutdown()
         self.server_close()
 
@@ -301,6 +304,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, "Internal Error - We're working hard to fix this as soon as possible!")
             return
         if fault == "drop":
+            self.close_connection = True
+            return
+        if fault == "hang":
+            self.server.stopping.wait()
             self.close_connection = True
             return
         lines = [json.loads(line) for line in body.splitlines() if line.strip()]
