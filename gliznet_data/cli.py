@@ -91,27 +91,86 @@ def generate(
         if n is not None and n <= 0:
             raise UserError(f"--n must be a positive number of records, got {n}")
         settings = build(GenerateConfig, config, "generate", flags)
-        with Progress(
-            TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
-            TextColumn("{task.fields[rejected]:,} rejected · {task.fields[tokens]:,} tokens · {task.fields[retries]} retries"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
-        ) as bar:
-            task = bar.add_task("generate", total=settings.n, rejected=0, tokens=0, retries=0)
+        return _live("generating", lambda show, note: run_generate(settings, show, note))
 
-            def show(p: RunProgress) -> None:
-                bar.update(task, completed=p.valid, rejected=p.rejected, tokens=p.tokens, retries=p.retries)
+    _report(_guard(body))
 
-            def note(line: str) -> None:
-                bar.console.print(line, markup=False, soft_wrap=True)
 
-            return asyncio.run(run_generate(settings, show, note))
+def _live(verb: str, start: Callable[[Callable[[RunProgress], None], Callable[[str], None]], Any]) -> dict[str, Any]:
+    """Run a live route under a progress bar; ``start(show, note)`` returns its coroutine."""
+    with Progress(
+        TextColumn(f"[bold]{verb}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+        TextColumn("{task.fields[rejected]:,} rejected · {task.fields[tokens]:,} tokens · {task.fields[retries]} retries"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
+    ) as bar:
+        task = bar.add_task(verb, total=None, rejected=0, tokens=0, retries=0)
+
+        def show(p: RunProgress) -> None:
+            bar.update(task, total=p.target, completed=p.valid, rejected=p.rejected, tokens=p.tokens,
+                       retries=p.retries)
+
+        def note(line: str) -> None:
+            bar.console.print(line, markup=False, soft_wrap=True)
+
+        return asyncio.run(start(show, note))
+
+
+def _report(manifest: dict[str, Any], extra: str = "") -> None:
+    counts = manifest["counts"]
+    out.print(f"{counts['records']:,} records{extra} in {manifest['duration_seconds']:.1f}s, {counts['rejected']:,} "
+              f"rejected, {manifest['tokens']['total']:,} tokens"
+              + (f", ${manifest['cost_usd']:.4f}" if manifest.get("cost_usd") is not None else "")
+              + f" -> {(Path(manifest['config']['output']) / shards.MANIFEST)}", soft_wrap=True, markup=False)
+
+
+@app.command()
+def annotate(
+    texts: Path = typer.Argument(..., help="Your texts: a .parquet, .jsonl or .csv file"),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Column (or JSONL field) holding the "
+                                                                           "texts \\[default: text]"),
+    n: Optional[int] = typer.Option(None, "--n", "-n", help="Valid records to produce, texts taken in file order "
+                                                             "\\[default: one per text]"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for shards and manifest "
+                                                                        "\\[default: <TEXTS stem>-annotated beside it]"),
+    provider: Optional[str] = typer.Option(None, help=f"LLM service: {' or '.join(PROVIDERS)} \\[default: groq]"),
+    model: Optional[str] = typer.Option(None, help="Model name \\[default: the provider's default]"),
+    domain: Optional[str] = typer.Option(None, help="What the texts are (\"support tickets of a bank\"); told to "
+                                                    "the LLM and stored as the domain"),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", help="Requests in flight \\[default: 16]"),
+    examples_per_request: Optional[int] = typer.Option(None, "--k", help="Texts per request \\[default: 5]"),
+    rpm: Optional[float] = typer.Option(None, help="Requests-per-minute limit"),
+    tpm: Optional[float] = typer.Option(None, help="Tokens-per-minute limit"),
+    timeout: Optional[float] = typer.Option(None, help="Seconds per request \\[default: 60]"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its annotate: section sets anything "
+                                                                 "not given as a flag"),
+) -> None:
+    """Label your own texts: the LLM writes positives and hard negatives for each, into Parquet shards.
+
+    The stored texts are yours, as written. Same validators (a text's length is never a reject), shards,
+    manifest, resume and exact N as `generate`: rerun the same command after a crash to continue.
+    Keys come from GROQ_API_KEY (and GROQ_BASE_URL) or OLLAMA_HOST.
+    """
+    from .annotate import AnnotateConfig, annotate as run_annotate
+
+    flags = dict(input=texts, text_column=text_column, n=n, output=output, provider=provider, model=model,
+                 domain=domain, concurrency=concurrency, examples_per_request=examples_per_request, rpm=rpm, tpm=tpm,
+                 timeout=timeout)
+
+    def body() -> dict[str, Any]:
+        if provider is not None and provider not in PROVIDERS:
+            raise UserError(f"unknown provider {provider!r} (choose from: {', '.join(PROVIDERS)})")
+        if n is not None and n <= 0:
+            raise UserError(f"--n must be a positive number of records, got {n}")
+        settings = build(AnnotateConfig, config, "annotate", flags)
+        return _live("annotating", lambda show, note: run_annotate(settings, show, note))
 
     manifest = _guard(body)
-    counts = manifest["counts"]
-    out.print(f"{counts['records']:,} records in {manifest['duration_seconds']:.1f}s, {counts['rejected']:,} rejected, "
-              f"{manifest['tokens']['total']:,} tokens"
-              + (f", ${manifest['cost_usd']:.4f}" if manifest.get("cost_usd") is not None else "")
-              + f" -> {(Path(manifest['config']['output']) / shards.MANIFEST)}", soft_wrap=True)
+    source = manifest["input"]
+    _report(manifest, f" from {source['texts']:,} texts")
+    if source["exhausted"]:
+        err.print(f"note: all {source['texts']:,} texts were sent, for {manifest['counts']['records']:,} valid records "
+                  f"of the {manifest['config']['n']:,} asked for (rejects by reason in the manifest)", soft_wrap=True,
+                  markup=False)
 
 
 @app.command()

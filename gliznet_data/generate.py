@@ -171,10 +171,16 @@ class RunState:
             self.ids.update(record.id for record in check.records)
             self.buffer.extend(check.records)
             kept = len(check.records)
-        self.pending.add(draw.index)
+        if self.answered(draw):
+            self.pending.add(draw.index)
         if len(self.buffer) >= self.config.shard_size or time.monotonic() - self.last_flush >= self.config.flush_seconds:
             self.flush()
         return kept
+
+    def answered(self, draw: Any) -> bool:
+        """Whether a request is done once its reply is in, so a rerun skips it: always, for drawn requests
+        (``annotate`` keeps a request whose texts exact N left unlabelled for the next, larger run)."""
+        return True
 
     def flush(self) -> None:
         """Commit the buffer as a shard, then the manifest that marks its requests done.

@@ -16,6 +16,12 @@ A bundle request ("one shared pool of P labels") is answered with a valid bundle
 labelled against the whole pool, positives taken round-robin so each label is a positive of one
 text and a hard negative of another. Target word counts ("Target lengths ...") are followed.
 
+An annotation request (texts in ``<text index="j">`` tags, from ``gliznet-data annotate``) is labelled
+against the texts it carries: the positives name words the text contains ("about river"), the hard
+negatives words it does not, so a test can tell that every label set reached its own text. Faults
+``broken_json``, ``truncated``, ``prose``, ``overlap`` apply to these too, and ``wrong_index`` numbers the
+last item past the texts.
+
 Run standalone (used by the benchmark): ``python tests/fakes/llm_server.py --latency 0.2``
 prints ``PORT <n>`` and serves until killed.
 """
@@ -44,6 +50,9 @@ _VOCAB = (
     "studio episode trailer ticket coach player injury research sample study galaxy orbit rocket "
     "harvest soil garden puppy kitten family weekend morning evening neighbour council river bridge"
 ).split()
+
+
+_ANNOTATE_TEXT = re.compile(r'<text index="(\d+)">\n(.*?)\n</text>', re.S)
 
 
 def _asked(prompt: str, pattern: str, default: int) -> int:
@@ -260,7 +269,37 @@ class FakeLLMServer:
             out.append({"text": text, "labels": pos, "not_labels": neg})
         return out
 
+    @staticmethod
+    def annotations(prompt: str) -> list[dict]:
+        """Label sets grounded in the texts of an annotation request, in the order asked."""
+        out = []
+        for index, text in _ANNOTATE_TEXT.findall(prompt):
+            words = list(dict.fromkeys(w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2))
+            absent = [w for w in _VOCAB if w not in words]
+            out.append({"index": int(index), "labels": [f"about {w}" for w in (words[:2] or ["nothing"])],
+                        "not_labels": [f"about {w}" for w in absent[:3]]})
+        return out
+
+    def annotation_content(self, prompt: str, fault: str | None) -> str:
+        items = self.annotations(prompt)
+        if fault == "overlap":
+            for item in items:
+                item["not_labels"] = item["not_labels"] + [item["labels"][0].upper().replace(" ", "_")]
+        if fault == "wrong_index":
+            items[-1]["index"] = len(items) + 7
+        body = json.dumps({"examples": items})
+        if fault == "broken_json" and len(items) > 1:
+            broken = json.dumps(items[1]).replace('"labels":', '"labels"', 1)
+            return '{"examples": [' + ", ".join([json.dumps(items[0]), broken, *map(json.dumps, items[2:])]) + "]}"
+        if fault == "truncated":
+            return body[: int(len(body) * 0.7)]
+        if fault == "prose":
+            return "Here are the labels:\n```json\n" + body + "\n```"
+        return body
+
     def content(self, prompt: str, fault: str | None) -> str:
+        if '<text index="' in prompt:
+            return self.annotation_content(prompt, fault)
         examples = self.examples(prompt)
         if fault == "one_role":
             examples[0]["labels"] = examples[0]["labels"] + ["lonely label"]
