@@ -146,10 +146,12 @@ def paired_latency(model, tokenizer, url: str, texts: list[str]) -> dict[str, fl
             "extra": statistics.median(b - a for a, b in pairs)}
 
 
-def start_server(model_dir: str, port: int, max_batch_size: int, max_wait_ms: float) -> subprocess.Popen:
+def start_server(model_dir: str, port: int, max_batch_size: int, max_wait_ms: float,
+                 threads: int | None) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "gliznet_model.cli", "serve", model_dir, "--port", str(port), "--device", "cpu",
-         "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms), "--log-level", "warning"],
+         "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(max_wait_ms), "--log-level", "warning",
+         *(["--threads", str(threads)] if threads else [])],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -184,6 +186,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Rounds over all cells; each cell's median is shown")
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=None, help="[default: the server's]")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the servers and of the direct calls alike [default: torch's]")
     args = parser.parse_args()
     levels = [int(x) for x in args.clients.split(",")]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers below are stopped on the way out
@@ -193,6 +197,9 @@ def main() -> None:
     from gliznet_model.pipeline import load_model
     from gliznet_model.serving import ServerSettings
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     wait = args.max_wait_ms if args.max_wait_ms is not None else ServerSettings().max_wait_ms
     modes = {ON: args.max_batch_size, OFF: 1}
     cells: dict[tuple[str, object], list[dict[str, float]]] = {}
@@ -201,7 +208,8 @@ def main() -> None:
         model, tokenizer = load_model(model_dir, "cpu")
         texts = make_texts(max(args.requests, 2 * max(levels)), tokenizer)
         ports = {mode: free_port() for mode in modes}
-        servers = {mode: start_server(model_dir, ports[mode], batch, wait) for mode, batch in modes.items()}
+        servers = {mode: start_server(model_dir, ports[mode], batch, wait, args.threads)
+                   for mode, batch in modes.items()}
         paired: list[dict[str, float]] = []
         ratios: list[tuple[float, float]] = []
         try:

@@ -329,13 +329,14 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)"),
     port: int = typer.Option(8000, help="Port"),
     max_batch_size: int = typer.Option(16, help="Most texts gathered into one model call (1 turns batching off)"),
-    max_wait_ms: float = typer.Option(50.0, help="Longest a request waits for others to join its batch (only "
+    max_wait_ms: float = typer.Option(100.0, help="Longest a request waits for others to join its batch (only "
                                                  "while fewer have joined than took part in the last one, and "
                                                  "never over half the model's time per batch)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
     max_texts: int = typer.Option(64, help="Texts per request at most"),
     max_labels: int = typer.Option(128, help="Candidate labels per text at most"),
     max_chars: int = typer.Option(10_000, help="Characters per text at most"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads \\[default: torch's choice]"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ) -> None:
     """Serve the model over HTTP: POST /v1/classify, the Hugging Face Inference API format at POST /, GET /health,
@@ -345,7 +346,8 @@ def serve(
 
         settings = ServerSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                                   limits=Limits(max_texts=max_texts, max_labels=max_labels, max_chars=max_chars))
-        run_server(model, host=host, port=port, device=device, settings=settings, log_level=log_level)
+        run_server(model, host=host, port=port, device=device, settings=settings, log_level=log_level,
+                   threads=threads)
 
     _guard(body)
 

@@ -56,7 +56,7 @@ class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int = Field(16, ge=1, description="Most texts one model call gathers")
-    max_wait_ms: float = Field(50.0, ge=0, le=10_000, description="Longest a request waits for others to join")
+    max_wait_ms: float = Field(100.0, ge=0, le=10_000, description="Longest a request waits for others to join")
     limits: Limits = Field(default_factory=Limits)
 
 
@@ -459,10 +459,19 @@ def model_info(model: Any, name: str | None, settings: ServerSettings) -> dict[s
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
-          settings: ServerSettings | None = None, log_level: str = "info") -> None:
-    """Load the model and run the app under uvicorn until SIGINT/SIGTERM; requests in flight are finished first."""
+          settings: ServerSettings | None = None, log_level: str = "info", threads: int | None = None) -> None:
+    """Load the model and run the app under uvicorn until SIGINT/SIGTERM; requests in flight are finished first.
+
+    `threads` caps torch's CPU threads: on a small or shared machine one model thread beside the event loop can beat
+    threads that wait on each other for cores."""
     import uvicorn
 
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
     settings = settings or ServerSettings()
     model, tokenizer = load_model(model_path, device)
     app = create_app(model, tokenizer, settings, name=model_path)
