@@ -25,10 +25,13 @@ class FailureBudget:
         self.max_share = max_share
         self.consecutive = 0
         self.recent: deque[bool] = deque(maxlen=window)  # True: the request failed
+        self.spent = False
 
     def record(self, records_kept: int, rejects: Counter[str] | None = None) -> None:
         """Count one finished request; raise ``FailureBudgetSpent`` once the budget is spent.
         ``rejects`` (the run's rejects by reason) only make the message say what went wrong."""
+        if self.spent:
+            return  # requests that were in flight when it ran out: the first report stands
         failed = records_kept == 0
         self.consecutive = self.consecutive + 1 if failed else 0
         self.recent.append(failed)
@@ -38,6 +41,7 @@ class FailureBudget:
             why = f"{sum(self.recent)} of the last {self.window} requests yielded no valid record"
         else:
             return
+        self.spent = True
         top = ", ".join(f"{reason} {count:,}" for reason, count in (rejects or Counter()).most_common(3))
         raise FailureBudgetSpent(
             f"stopped: {why}" + (f" (rejects so far: {top})" if top else "")

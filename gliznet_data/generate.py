@@ -11,6 +11,7 @@ exactly those. The output folder is locked (``folder_lock``) for the whole run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -196,7 +197,8 @@ class RunState:
                 self.buffer, self.pending = [], set()
                 self.status = "failed"
                 self.stop_reason = f"cannot write a shard in {self.dir}: {exc.strerror or exc}"
-                self.write_manifest()
+                with contextlib.suppress(UserError):  # the shard's failure is the one to report
+                    self.write_manifest()
                 raise UserError(f"{self.stop_reason}; the work saved before is kept, free space and run the "
                                 "same command again") from None
         self.done |= self.pending
@@ -382,8 +384,11 @@ async def run_requests(plan: Any, state: RunState, provider: Any,
             if not in_flight:
                 break  # a finite plan is spent
             finished, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                task.result()  # a fatal provider error, a spent failure budget or a full disk surfaces here
+            # A fatal provider error, a spent failure budget or a full disk surfaces here; every finished
+            # task's error is read, so none is reported later as "never retrieved".
+            errors = [task.exception() for task in finished if not task.cancelled() and task.exception()]
+            if errors:
+                raise errors[0]
         status = "complete"
     except FailureBudgetSpent as exc:
         status, reason = "stopped", str(exc)

@@ -7,6 +7,7 @@ manifest does not list yet; readers trust the shard files on disk, not the manif
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -95,7 +96,11 @@ def write_shard(directory: Path, records: list[Any]) -> Path:
     frame = pl.DataFrame({k: v for k, v in columns.items() if k not in LIST_COLUMNS},
                          schema={k: v for k, v in SCHEMA.items() if k not in LIST_COLUMNS})
     frame = frame.with_columns(_list_column(columns[k]).alias(k) for k in LIST_COLUMNS).select(COLUMNS)
-    _write_atomically(final, lambda tmp: frame.write_parquet(tmp, compression="zstd"))
+    # Encoded in memory, then written by Python: a full disk is then an OSError with its errno, which
+    # polars' own file writer would wrap in a ComputeError.
+    encoded = io.BytesIO()
+    frame.write_parquet(encoded, compression="zstd")
+    _write_atomically(final, lambda tmp: tmp.write_bytes(encoded.getbuffer()))
     return final
 
 

@@ -107,20 +107,20 @@ class _WaitRetryAfter:
 
 
 class Pacer:
-    """Spaces uses of a per-minute budget evenly (virtual scheduling): each use reserves ``cost * 60 /
-    per_minute`` seconds after the previous reservation and waits for its slot. Idle time earns no
-    credit, so no burst ever exceeds the rate, whatever the rate (30 rpm is one request every 2 s)."""
+    """Spaces uses of a per-minute budget evenly: a use starts once the span reserved by the previous
+    one has passed, then reserves ``cost * 60 / per_minute`` seconds. Idle time earns no credit, so no
+    burst ever beats the rate, whatever the rate (30 rpm is one request every 2 s); and since a use
+    reserves only when it starts, a cost learned later (``adjust``) moves every later start."""
 
     def __init__(self, per_minute: float):
         self.seconds_per_unit = 60.0 / per_minute
-        self._next = 0.0  # event-loop time at which the next reservation may start
+        self._next = 0.0  # event-loop time at which the next use may start
 
     async def acquire(self, cost: float = 1.0) -> None:
-        now = asyncio.get_running_loop().time()
-        start = max(now, self._next)
-        self._next = start + cost * self.seconds_per_unit
-        if start > now:
-            await asyncio.sleep(start - now)
+        loop = asyncio.get_running_loop()
+        while (wait := self._next - loop.time()) > 0:
+            await asyncio.sleep(wait)  # then look again: an adjustment may have moved the start
+        self._next = max(loop.time(), self._next) + cost * self.seconds_per_unit
 
     def adjust(self, cost: float) -> None:
         """Charge (or refund) ``cost`` units without waiting, once a use's true cost is known; a refund
@@ -154,6 +154,9 @@ class Provider(ABC):
         self._answered = False
         self._rpm = Pacer(settings.rpm) if settings.rpm else None
         self._tpm = Pacer(settings.tpm) if settings.tpm else None
+        self._tpm_probe: asyncio.Event | None = None  # set once the first paced request has ended
+        self._replies = 0
+        self._extra_mean = 0.0  # tokens a reply cost beyond its prompt's estimate, on average so far
         # One line per wave of retries (kind, wait, attempt), so a dead or overloaded server is never silent.
         self.on_retry: Callable[[str], None] | None = None
         self._noted: dict[str, float] = {}
@@ -173,22 +176,35 @@ class Provider(ABC):
         pass
 
     async def complete(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Completion:
+        if not self._tpm:
+            return await self.retrying(lambda: self._attempt(messages, schema))
+        # Tokens are charged up front: the prompt's estimate plus what replies so far cost beyond their
+        # estimate (the completion, and the estimate's error); once the reply says what it cost, the
+        # difference is charged (or refunded). Until the first reply has said what a request costs, only
+        # that one request is sent, so no burst precedes the rate.
+        probe = self._tpm_probe is None
+        if probe:
+            self._tpm_probe = asyncio.Event()
+        elif not self._tpm_probe.is_set():
+            await self._tpm_probe.wait()
         estimate = estimated_tokens(messages)
-        if self._tpm:
-            # The prompt is charged up front by estimate; once the reply says what it cost, the estimate
-            # is corrected and the completion charged, so later requests wait for what this one used.
-            await self._tpm.acquire(estimate)
-
-        async def attempt() -> Completion:
-            if self._rpm:
-                await self._rpm.acquire()
-            return await self._complete(messages, schema)
-
-        result = await self.retrying(attempt)
-        if self._tpm:
-            used = (result.prompt_tokens or estimate) + result.completion_tokens
-            self._tpm.adjust(used - estimate)
+        charge = max(0.0, estimate + self._extra_mean)
+        try:
+            await self._tpm.acquire(charge)
+            result = await self.retrying(lambda: self._attempt(messages, schema))
+        finally:
+            if probe:
+                self._tpm_probe.set()
+        used = (result.prompt_tokens or estimate) + result.completion_tokens
+        self._replies += 1
+        self._extra_mean += (used - estimate - self._extra_mean) / self._replies
+        self._tpm.adjust(used - charge)
         return result
+
+    async def _attempt(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Completion:
+        if self._rpm:
+            await self._rpm.acquire()  # every attempt is a request the service counts
+        return await self._complete(messages, schema)
 
     async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt`` under the retry policy; every call to the service goes through here."""
