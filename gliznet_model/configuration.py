@@ -81,7 +81,7 @@ class GliZNetConfig(PretrainedConfig):
         tie_projections: bool = False,
         dropout: float = 0.1,
         similarity: str = "cosine",
-        logit_scale_init: float = 2.0,
+        logit_scale_init: float = 20.0,
         logit_scale_max: float = 100.0,
         losses: dict[str, float] | None = None,
         hybrid_alpha: float = 0.7,

@@ -70,7 +70,9 @@ class TrainConfig(BaseModel):
     segment_separators: bool = Field(True, description="close the text and every label with a SEP")
     projection_dim: int | None = Field(None, ge=1)
     losses: dict[str, float] | None = Field(None, description="loss name -> weight; default: the config's")
-    preserve: float = Field(0.0, ge=0, description="weight of 1 - cos(vector, the untrained model's vector) on "
+    merge_alpha: float = Field(0.5, gt=0, le=1, description="the saved model is merge_alpha * trained + "
+                                                           "(1 - merge_alpha) * untrained weights (WiSE-FT); 1: off")
+    preserve: float = Field(1.0, ge=0, description="weight of 1 - cos(vector, the untrained model's vector) on "
                                                    "text and label vectors: keeps the backbone's zero-shot geometry")
     seed: int = 42
     precision: Literal["no", "bf16", "fp16"] = "no"
@@ -200,6 +202,20 @@ def validate(model: GliZNetForSequenceClassification, tokenizer: GliZNETTokenize
     result = evaluate(gliznet_system(model, tokenizer, batch_size=batch_size), data)
     # Throughput is left out: it is a property of the machine, and resumed runs must log what uninterrupted ones do.
     return {k: v for k, v in result.items() if k not in ("system", "dataset", "texts_per_second")}
+
+
+def merged_with(model: GliZNetForSequenceClassification, reference: GliZNetForSequenceClassification,
+                alpha: float) -> GliZNetForSequenceClassification:
+    """alpha * trained + (1 - alpha) * untrained, weight by weight (WiSE-FT, Wortsman et al. 2022): a fine-tuned
+    model averaged with its zero-shot start keeps most of what training taught and more of what the backbone knew,
+    since both lie in one low-loss basin. Returns a new model; the one being trained is left as it is."""
+    merged = copy.deepcopy(model)
+    start = reference.state_dict()
+    with torch.no_grad():
+        for name, tensor in merged.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.mul_(alpha).add_(start[name].to(tensor.device, tensor.dtype), alpha=1 - alpha)
+    return merged.eval()
 
 
 def _check_hub_access(repo_id: str) -> None:
@@ -335,9 +351,10 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
     sampler = LabelSampler(train_set, LabelSampling(config.negatives, config.max_labels,
                                                     random_negatives=config.random_negatives,
                                                     needle_rate=config.needle_rate), config.seed)
-    # The untrained model, frozen, is the reference that the preservation term keeps the vectors near.
+    # The untrained model, frozen: what the preservation term keeps the vectors near and what the saved model is
+    # averaged with.
     reference = None
-    if config.preserve > 0:
+    if config.preserve > 0 or config.merge_alpha < 1:
         reference = copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device)
 
     batches_per_epoch = math.ceil(len(train_set) / (config.batch_size * accelerator.num_processes))
@@ -396,6 +413,8 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
         unwrapped = accelerator.unwrap_model(model)
         state["last_eval_step"] = state["step"]  # on every process: all of them take the same branches after this
         if accelerator.is_main_process:
+            if config.merge_alpha < 1:  # what is validated is what is saved: the merged model
+                unwrapped = merged_with(unwrapped, reference, config.merge_alpha)
             metrics = validate(unwrapped, tokenizer, val_set, config.batch_size) if val_set else {}
             value = metrics.get(config.metric)
             if value is None and val_set:
@@ -440,7 +459,7 @@ def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None
                 with accelerator.accumulate(model):
                     out = model(**batch)
                     loss = out.loss
-                    if reference is not None:
+                    if config.preserve > 0:
                         with torch.no_grad():
                             ref = reference(**{k: v for k, v in batch.items() if k != "labels"})
                         loss = loss + config.preserve * preservation_loss(

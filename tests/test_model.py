@@ -180,10 +180,10 @@ def test_forward_shapes_masks_and_projection(backbone_dir, tokenizer):
     assert out.text_embeddings.shape == (2, 16) and out.label_embeddings.shape == (2, 4, 16)
     assert out.bce_logits.shape == (2, 4)
     assert out.loss is None
-    # cosine x learned scale, which starts at 2.0
-    assert math.isclose(model.scorer.logit_scale.exp().item(), 2.0, rel_tol=1e-6)
+    # cosine x learned scale, which starts at 20 (as sentence-transformers scales its contrastive loss)
+    assert math.isclose(model.scorer.logit_scale.exp().item(), 20.0, rel_tol=1e-6)
     cos = F.cosine_similarity(out.text_embeddings.unsqueeze(1), out.label_embeddings, dim=-1)
-    torch.testing.assert_close(out.logits[out.logits_mask], (2.0 * cos)[out.logits_mask], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.logits[out.logits_mask], (20.0 * cos)[out.logits_mask], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("similarity", ["dot", "bilinear"])
