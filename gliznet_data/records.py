@@ -129,6 +129,14 @@ class ValidationLimits(BaseModel):
     max_not_labels: int = Field(10, ge=1)
     length_tolerance: float = Field(LENGTH_TOLERANCE, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _check_bounds(self) -> ValidationLimits:
+        # Checked with the settings, before any request: otherwise every record would be rejected.
+        for kind in ("labels", "not_labels"):
+            if getattr(self, f"min_{kind}") > getattr(self, f"max_{kind}"):
+                raise ValueError(f"min_{kind} exceeds max_{kind}")
+        return self
+
 
 DEFAULT_LIMITS = ValidationLimits()
 

@@ -229,11 +229,15 @@ def test_non_utf8_config(tmp_path):
     one_line_error(cli("generate", "--config", config, "--output", tmp_path / "o"), "is not UTF-8 text")
 
 
-def test_bad_json_mode_is_refused_before_any_request(llm_env, tmp_path):
+@pytest.mark.parametrize("setting,needle", [
+    ("json_mode: strict", "invalid setting json_mode"),  # was a traceback from deep inside the provider
+    ("limits: {min_labels: 5, max_labels: 2}", "min_labels exceeds max_labels"),  # was a run rejecting everything
+])
+def test_bad_settings_are_refused_before_any_request(llm_env, tmp_path, setting, needle):
     config = tmp_path / "c.yaml"
-    config.write_text("generate:\n  json_mode: strict\n")
-    one_line_error(cli("generate", "--config", config, "--output", tmp_path / "o"), "invalid setting json_mode")
-    assert chat_requests(llm_env) == []
+    config.write_text(f"generate:\n  {setting}\n")
+    one_line_error(cli("generate", "--config", config, "--output", tmp_path / "o"), needle)
+    assert chat_requests(llm_env) == [] and not (tmp_path / "o").exists()
 
 
 def _mount(args: list[str], target: Path) -> bool:
