@@ -6,8 +6,9 @@ Every command that writes into a folder it may share with another run (``generat
 The lock is ``flock`` on ``<folder>/.gliznet.lock``. The kernel drops it when the holding process ends
 in any way, ``kill -9`` included, so a stale lock cannot outlive its holder: the next run simply takes
 it over. The file holds the holder's pid, host, command and start time, for the message the next
-comer sees; it is never deleted (deleting it would let a third run lock a new file while a second
-still holds the old one). Taking the lock also proves the folder writable, before any paid work.
+comer sees. A run that ends removes the file while still holding the lock; whoever locked the removed
+file meanwhile sees that the path no longer names it and tries again, so two runs never both hold a
+lock. Taking the lock also proves the folder writable, before any paid work.
 
 Standard library only, so that any tool writing such folders can take the same lock without
 importing the rest of gliznet_data.
@@ -76,18 +77,29 @@ class FolderLock:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create output folder {self.folder}: {exc.strerror}") from None
+        path = self.folder / LOCK_FILE
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise UserError(f"cannot write to output folder {self.folder}: {exc.strerror}") from None
+            if fcntl is None:
+                break
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise FolderInUse(self.folder, read_holder(self.folder)) from None
+            except OSError as exc:  # ENOLCK: a filesystem without locks
+                os.close(fd)
+                raise UserError(f"cannot lock output folder {self.folder}: {exc.strerror}") from None
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break  # the file we locked is still the lock file
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # its holder removed it as we locked it: lock the new one
         try:
-            fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise UserError(f"cannot write to output folder {self.folder}: {exc.strerror}") from None
-        try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise FolderInUse(self.folder, read_holder(self.folder)) from None
-                except OSError as exc:  # ENOLCK: a filesystem without locks
-                    raise UserError(f"cannot lock output folder {self.folder}: {exc.strerror}") from None
             holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             try:
@@ -105,6 +117,10 @@ class FolderLock:
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            try:
+                (self.folder / LOCK_FILE).unlink(missing_ok=True)  # removed while still held, then unlocked
+            except OSError:
+                pass  # a folder gone read-only: the file stays, unlocked, and the next run takes it over
             os.close(fd)  # closing drops the flock
 
     def __enter__(self) -> FolderLock:

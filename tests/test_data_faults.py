@@ -161,6 +161,7 @@ def test_a_locked_folder_is_refused_with_the_holders_pid(llm_env, tmp_path):
     assert chat_requests(llm_env) == []
     run(tmp_path, n=5)  # released: the folder is free again
     assert rows(tmp_path).height == 5
+    assert not (tmp_path / ".gliznet.lock").exists()  # a run that ends leaves no lock file behind
 
 
 def test_two_generate_runs_in_one_folder(llm_server, tmp_path):
@@ -189,9 +190,10 @@ def test_a_lock_left_by_kill_9_is_taken_over(llm_env, tmp_path):
     one_line_error(cli("generate", "--n", 5, "--output", tmp_path), f"(pid {holder.pid}")
     holder.send_signal(signal.SIGKILL)
     holder.wait()
+    assert (tmp_path / ".gliznet.lock").exists()  # the dead holder's file stays, unlocked
     result = cli("generate", "--n", 5, "--output", tmp_path)
     assert result.exit_code == 0, result.output
-    assert rows(tmp_path).height == 5
+    assert rows(tmp_path).height == 5 and not (tmp_path / ".gliznet.lock").exists()
 
 
 def test_batch_ingest_takes_the_same_lock(tmp_path):
