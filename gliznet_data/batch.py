@@ -143,7 +143,8 @@ def ingest(config: GenerateConfig, results: Path, requests_path: Path, provider:
             request = requests.get(cid) if isinstance(cid, str) else None
             response = result.get("response") if request else None
             body = response.get("body") if isinstance(response, dict) else None
-            if request is None or result.get("error") or not isinstance(body, dict) or response.get("status_code") != 200:
+            if (request is None or result.get("error") or not isinstance(body, dict)
+                    or response.get("status_code") != 200):
                 state.failed_requests += 1  # a torn, garbled, foreign or failed line: its examples are lost
                 continue
             index = parse_custom_id(result["custom_id"])["index"]

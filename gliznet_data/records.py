@@ -64,7 +64,7 @@ REJECT_REASONS: dict[str, str] = {
     "label_too_long": f"a label longer than {MAX_LABEL_WORDS} words or {MAX_LABEL_CHARS} characters",
     "label_duplicate": "a label repeated after normalization",
     "label_is_text": "a label equal to the whole text",
-    "reserved_token": "a token the model reserves ([LAB], [CLS], [SEP], [PAD], [MASK], <s>, ...) in the text or a label",
+    "reserved_token": "a token the model reserves ([LAB], [CLS], [SEP], <s>, ...) in the text or a label",
     "cross_role": "a bundle text left with too few labels once the labels breaking the cross-role rule were dropped",
     "broken_json": "an example that could not be recovered from the reply",
     "duplicate": "a text already in the dataset",

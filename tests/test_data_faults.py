@@ -94,7 +94,8 @@ def test_failure_budget_on_the_command_line(llm_env, tmp_path):
     result = cli("generate", "--n", 100, "-c", 2, "--output", tmp_path, "--max-consecutive-failures", 3)
     one_line_error(result, "stopped: 3 requests in a row yielded no valid record", code=3)
     assert read_manifest(tmp_path)["status"] == "stopped"
-    one_line_error(cli("generate", "--output", tmp_path, "--max-failure-share", 1.5), "invalid setting max_failure_share")
+    one_line_error(cli("generate", "--output", tmp_path, "--max-failure-share", 1.5),
+                   "invalid setting max_failure_share")
 
 
 # 2. Pacing (measured properly in benchmarks/pacing.py) ---------------------------------------------------------
