@@ -458,6 +458,20 @@ def model_info(model: Any, name: str | None, settings: ServerSettings) -> dict[s
     }
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail before loading the model when the address cannot be listened on (in use, not this machine's)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except (OSError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ValueError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, device: str | None = None,
           settings: ServerSettings | None = None, log_level: str = "info", threads: int | None = None) -> None:
     """Load the model and run the app under uvicorn until SIGINT/SIGTERM; requests in flight are finished first.
@@ -466,6 +480,7 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 8000, device: st
     threads that wait on each other for cores."""
     import uvicorn
 
+    check_port(host, port)
     if threads is not None:
         if threads < 1:
             raise ValueError(f"--threads must be >= 1, got {threads}")

@@ -290,3 +290,37 @@ def test_uvicorn_process_with_the_inference_client_and_sigterm(saved, loaded):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--max-batch-size", "0"], "invalid setting max_batch_size"),
+    (["--max-wait-ms", "-1"], "invalid setting max_wait_ms"),
+    (["--max-texts", "0"], "invalid setting max_texts"),
+    (["--port", "70000"], "cannot listen on 127.0.0.1:70000"),
+    (["--device", "tpu-ish"], "unknown device"),
+    (["--threads", "0"], "--threads must be >= 1"),
+])
+def test_serve_refuses_bad_settings_in_one_line(saved, args, needle):
+    from typer.testing import CliRunner
+
+    from gliznet_model.cli import app
+
+    result = CliRunner().invoke(app, ["serve", saved, *args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_serve_refuses_a_port_in_use_and_a_missing_model(saved, tmp_path):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from gliznet_model.cli import app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = CliRunner().invoke(app, ["serve", saved, "--port", str(busy.getsockname()[1])])
+    assert result.exit_code == 2 and "in use" in result.output, result.output
+    result = CliRunner().invoke(app, ["serve", str(tmp_path / "missing"), "--port", str(free_port())])
+    assert result.exit_code == 2 and "does not exist" in result.output, result.output
