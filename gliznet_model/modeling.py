@@ -1,8 +1,10 @@
 """GliZNetForSequenceClassification: one encoder pass scores every label of a text.
 
-The backbone reads `[CLS] text [LAB] l1 [LAB] l2 ... [SEP]` under an attention layout (layouts.py) that decides
-whether text and labels see each other; the text vector is pooled from the text segment and each label vector from
-its own tokens (pooling.py), both go through their projections, and the scorer (scoring.py) compares them. Logits come back padded to [batch, max_labels] with a mask, so any number of labels per row works.
+The backbone reads `[CLS] text [SEP] [LAB] l1 [SEP] [LAB] l2 [SEP] ...` (tokenizer.py) under an attention layout
+(layouts.py) that decides whether text and labels see each other; the text vector is pooled from the text segment
+and each label vector from its own segment or tokens (pooling.py), both go through their projections, and the
+scorer (scoring.py) compares them. Logits come back padded to [batch, max_labels] with a mask, so any number of
+labels per row works.
 """
 
 from __future__ import annotations

@@ -103,11 +103,11 @@ def test_every_text_vector_trains_and_round_trips(backbone_dir, tokenizer, tmp_p
         loss = model(**batch).loss
         first = loss.item() if first is None else first
         loss.backward()
+        if layout == "gated":  # the gate is a weight like any other: the loss reaches it through the mask
+            assert model.layout.gate.grad is not None and model.layout.gate.grad.abs().item() > 0
         optimizer.step()
         optimizer.zero_grad()
     assert loss.item() < first
-    if layout == "gated":  # the gate is a weight like any other: training moves it
-        assert model.layout.gate.item() != pytest.approx(-8.0, abs=1e-4)
     model.eval().save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     loaded, loaded_tokenizer = GliZNetForSequenceClassification.from_pretrained_with_tokenizer(tmp_path, device="cpu")
