@@ -26,6 +26,7 @@ from .data import (Example, LabelSampler, LabelSampling, epoch_order, load_split
 from .benchmarks import multilabel_set
 from .evaluation import evaluate
 from .losses import preservation_loss
+from .run_lock import RunLock
 from .modeling import GliZNetForSequenceClassification
 from .tokenizer import GliZNETTokenizer
 
@@ -328,7 +329,24 @@ held-out examples of that data, not on your domain.
 
 def train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = None,
           on_eval: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train, evaluate, early-stop and save; returns the run summary (also written as train_summary.json)."""
+    """Train, evaluate, early-stop and save; returns the run summary (also written as train_summary.json).
+
+    The run folder is locked for the run (one training per folder; see run_lock.py); under torchrun or accelerate
+    launch the first process holds the lock for all of them."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(config, on_step, on_eval)
+    try:
+        lock = RunLock(config.output_dir, "gliznet-model train").__enter__()
+    except OSError as exc:
+        raise ValueError(f"cannot write to run folder {config.output_dir}: {exc.strerror}") from None
+    try:
+        return _train(config, on_step, on_eval)
+    finally:
+        lock.__exit__()
+
+
+def _train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None,
+           on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
     from transformers import get_linear_schedule_with_warmup

@@ -284,3 +284,25 @@ def test_a_failed_save_leaves_the_previous_best_model_whole(backbone, shards, tm
         train(config(backbone, shards, run, max_steps=2, eval_every=2, seed=5))
     assert (run / "model.safetensors").read_bytes() == before
     GliZNetForSequenceClassification.from_pretrained_with_tokenizer(run)  # still loads
+
+
+def test_one_training_per_run_folder(backbone, shards, tmp_path):
+    """A second train into a folder a live run holds is refused with the holder's pid; a lock left by a killed
+    process does not block (the kernel dropped it)."""
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from gliznet_model.run_lock import RunLock\n"
+        f"lock = RunLock(Path({str(run)!r}), 'gliznet-model train').__enter__(); print('held', flush=True); "
+        "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(ValueError, match=f"in use by gliznet-model train \\(pid {holder.pid}\\)"):
+        train(config(backbone, shards, run, max_steps=1))
+    holder.kill()
+    holder.wait()
+    assert (run / ".gliznet.lock").exists()  # stale, unlocked
+    summary = train(config(backbone, shards, run, max_steps=1))
+    assert summary["steps"] == 1 and not (run / ".gliznet.lock").exists()
