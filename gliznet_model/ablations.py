@@ -30,18 +30,20 @@ class AblationConfig(BaseModel):
     @field_validator("benchmarks")
     @classmethod
     def _known_benchmarks(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in BENCHMARK_NAMES]
-        if unknown:
-            raise ValueError(f"unknown benchmark(s) {', '.join(unknown)} (known: {', '.join(BENCHMARK_NAMES)})")
-        return names
+        return _known(names, BENCHMARK_NAMES, "benchmark")
 
     @field_validator("baselines")
     @classmethod
     def _known_baselines(cls, names: list[str]) -> list[str]:
-        unknown = [n for n in names if n not in BASELINE_CHOICES]
-        if unknown:
-            raise ValueError(f"unknown baseline(s) {', '.join(unknown)} (known: {', '.join(BASELINE_CHOICES)})")
-        return names
+        return _known(names, BASELINE_CHOICES, "baseline")
+
+
+def _known(names: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    """Names checked before the first run trains, not after."""
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
+    return names
 
 
 def run_ablations(data: str, config: AblationConfig, output_dir: Path,
