@@ -1,4 +1,4 @@
-"""Attention layouts of the joint sequence `[CLS] text [LAB] l1 [LAB] l2 ... [SEP]`: who may attend to whom.
+"""Attention layouts of the joint sequence (`[CLS] text [SEP] [LAB] l1 [SEP] ...`): who may attend to whom.
 
 - "full": every token sees every token (the original GliZNet).
 - "text_blind": the text (with CLS and the final SEP) never sees the labels, so its vector does not move when the

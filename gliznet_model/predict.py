@@ -244,7 +244,7 @@ def score_text(model: Any, tokenizer: Any, text: str, labels: list[str], multi_l
 def run_predict(config: PredictConfig, model: Any = None, tokenizer: Any = None, device: str | None = None,
                 on_progress: Progress | None = None) -> dict[str, Any]:
     """Score every row of `config.input` into `config.output`; returns the summary (also written beside it)."""
-    in_fmt = input_format(config.input)
+    input_format(config.input)  # an unknown input format is refused before any model work
     out_fmt = OUTPUT_FORMATS.get(config.output.suffix.lower())
     if out_fmt is None:
         raise ValueError(f"{config.output}: unknown output format {config.output.suffix!r}; use .parquet or .jsonl")

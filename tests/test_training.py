@@ -291,7 +291,6 @@ def test_one_training_per_run_folder(backbone, shards, tmp_path):
     process does not block (the kernel dropped it)."""
     import subprocess
     import sys
-    import time
 
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", (
