@@ -120,9 +120,11 @@ def test_tpm_paces_tokens(llm_env, tmp_path):
     manifest = run(tmp_path, n=20, concurrency=4, tpm=60_000)
     arrivals = sorted(r["at"] for r in chat_requests(llm_env))
     per_request = manifest["tokens"]["total"] / manifest["counts"]["requests"]
-    # Request i+1 may start only once the tokens of request i fit the rate: about per_request / 1000 s later.
+    # Request i+1 may start only once the tokens of request i fit the rate: about per_request / 1000 s later. The
+    # first requests are charged an estimate that the replies then correct, so over three gaps allow a third less
+    # (unpaced, all four would arrive together; benchmarks/pacing.py measures the rate over a minute).
     assert len(arrivals) == 4
-    assert arrivals[-1] - arrivals[0] >= 0.9 * 3 * per_request / 1000
+    assert arrivals[-1] - arrivals[0] >= 0.6 * 3 * per_request / 1000
 
 
 # 3. Requests only for records still needed ---------------------------------------------------------------------
