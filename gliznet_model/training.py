@@ -50,11 +50,16 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(16, ge=1)
     lr: float = Field(3e-5, gt=0, description="backbone learning rate")
     head_lr: float = Field(1e-3, gt=0, description="projections and scorer")
+    gate_lr: float = Field(0.3, gt=0, description="the gated layout's label-to-text bias: one scalar in logit "
+                                                   "units that starts at -8, so weight-sized steps never open it")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
     max_length: int = Field(256, ge=16)
+    inference_max_length: int | None = Field(
+        None, ge=16, description="the saved tokenizer's sequence length, which validation, evaluate and predict read; "
+                                 "default max_length (train on shorter rows for speed, read more once trained)")
     min_text_tokens: int | None = Field(None, ge=1, description="text kept when labels crowd it; default max_length/2")
     max_labels: int = Field(16, ge=1, description="labels per example; positives are always kept")
     negatives: str = Field("hard", description="none, or a '+'-joined mix of hard, random and in_batch")
@@ -65,7 +70,7 @@ class TrainConfig(BaseModel):
     pooling: Literal["mean", "segment_mean", "first", "lab", "attention"] = "segment_mean"
     text_pooling: Literal["cls", "mean", "label_attention"] | None = Field(
         None, description="text vector; default: the backbone's sentence-transformers pooling, else mean")
-    attention_layout: Literal["full", "text_blind", "separate", "gated"] = "separate"
+    attention_layout: Literal["full", "text_blind", "separate", "gated"] = "gated"
     logit_scale_init: float | None = Field(None, gt=0, description="starting cosine scale; default: the config's")
     tie_projections: bool = False
     segment_separators: bool = Field(True, description="close the text and every label with a SEP")
@@ -119,15 +124,22 @@ def model_settings(config: TrainConfig) -> dict[str, Any]:
 def _param_groups(model: GliZNetForSequenceClassification, config: TrainConfig) -> list[dict[str, Any]]:
     """Backbone and head get their own rates; biases and norms get no weight decay."""
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    gate: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
+            continue
+        if name == "layout.gate":
+            gate.append(param)
             continue
         head = not name.startswith("backbone.")
         decay = param.ndim > 1 and "norm" not in name.lower()
         groups.setdefault((head, decay), []).append(param)
-    return [{"params": params, "lr": config.head_lr if head else config.lr,
-             "weight_decay": config.weight_decay if decay else 0.0}
-            for (head, decay), params in groups.items()]
+    result = [{"params": params, "lr": config.head_lr if head else config.lr,
+               "weight_decay": config.weight_decay if decay else 0.0}
+              for (head, decay), params in groups.items()]
+    if gate:
+        result.append({"params": gate, "lr": config.gate_lr, "weight_decay": 0.0})
+    return result
 
 
 class _EpochData(torch.utils.data.Dataset):
@@ -214,7 +226,8 @@ def merged_with(model: GliZNetForSequenceClassification, reference: GliZNetForSe
     start = reference.state_dict()
     with torch.no_grad():
         for name, tensor in merged.state_dict().items():
-            if tensor.is_floating_point():
+            # The gate is a mask bias in logit units: averaged with its closed start it would shut again.
+            if tensor.is_floating_point() and name != "layout.gate":
                 tensor.mul_(alpha).add_(start[name].to(tensor.device, tensor.dtype), alpha=1 - alpha)
     return merged.eval()
 
@@ -366,6 +379,11 @@ def _train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None,
         backbone, max_length=config.max_length, min_text_tokens=config.min_text_tokens or config.max_length // 2,
         segment_separators=config.segment_separators)
     model = GliZNetForSequenceClassification.from_backbone(backbone, tokenizer=tokenizer, **model_settings(config))
+    # What is validated is what is saved: the reading length users get, not the (shorter) training one.
+    served = tokenizer
+    if config.inference_max_length is not None and config.inference_max_length != config.max_length:
+        served = copy.copy(tokenizer)
+        served.max_length = config.inference_max_length
     sampler = LabelSampler(train_set, LabelSampling(config.negatives, config.max_labels,
                                                     random_negatives=config.random_negatives,
                                                     needle_rate=config.needle_rate), config.seed)
@@ -433,7 +451,7 @@ def _train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None,
         if accelerator.is_main_process:
             if config.merge_alpha < 1:  # what is validated is what is saved: the merged model
                 unwrapped = merged_with(unwrapped, reference, config.merge_alpha)
-            metrics = validate(unwrapped, tokenizer, val_set, config.batch_size) if val_set else {}
+            metrics = validate(unwrapped, served, val_set, config.batch_size) if val_set else {}
             value = metrics.get(config.metric)
             if value is None and val_set:
                 raise ValueError(f"unknown validation metric {config.metric!r} (have: {', '.join(metrics)})")
@@ -444,7 +462,7 @@ def _train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None,
             if improved or not val_set:
                 state["best"] = {"step": state["step"], "value": value, "metrics": metrics}
                 state["bad_evals"] = 0
-                _save_model_atomically(unwrapped, tokenizer, output,
+                _save_model_atomically(unwrapped, served, output,
                                        _model_card(config, backbone, splits, state["best"]))
             else:
                 state["bad_evals"] += 1
@@ -536,7 +554,7 @@ def _train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None,
         if config.push_to_hub:
             best = GliZNetForSequenceClassification.from_pretrained(output)
             best.push_to_hub(config.push_to_hub)
-            tokenizer.push_to_hub(config.push_to_hub)
+            served.push_to_hub(config.push_to_hub)
             summary["pushed_to"] = config.push_to_hub
     accelerator.end_training()
     return summary
