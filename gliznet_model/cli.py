@@ -255,6 +255,62 @@ def ablate(
 
 
 @app.command()
+def xml0(
+    data: str = typer.Argument(..., help="An unseen-label split: the folder `gliznet-data push --unseen-labels ... "
+                                         "--to-folder` wrote, or a Hub dataset with train and test splits"),
+    model: Optional[str] = typer.Option(None, "--model", help="A trained GliZNet: adds its own row (it ranks the "
+                                                              "unseen labels itself, chunked)"),
+    seen_classifier: str = typer.Option("neighbours", help="Seen-label classifier: neighbours (label propagation "
+                                                           "from the nearest training documents) or gliznet "
+                                                           "(--model over every seen label)"),
+    threshold: Optional[float] = typer.Option(None, help="Seen labels predicted at least this are fused "
+                                                         "\\[default: 0.1]"),
+    max_labels: Optional[int] = typer.Option(None, help="Most predicted labels fused (2^n - 1 subsets) "
+                                                        "\\[default: 5]"),
+    weight: Optional[float] = typer.Option(None, help="Share of label fusion in XML0, the rest SBERT "
+                                                      "\\[default: 0.1]"),
+    neighbours: Optional[int] = typer.Option(None, help="Training documents that vote \\[default: 10]"),
+    encoder: Optional[str] = typer.Option(None, help="Sentence-transformers label encoder \\[default: offline "
+                                                     "all-MiniLM-L6-v2]"),
+    limit: Optional[int] = typer.Option(None, help="Rank for a seeded random subset of this many test documents"),
+    batch_size: int = typer.Option(32, help="Texts per forward pass"),
+    seed: int = typer.Option(42, help="Seed of the --limit subset"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here"),
+) -> None:
+    """Zero-shot labels for large label sets: rank every unseen label for every test document with SBERT, ConSE,
+    XML0 label fusion, XML0 and (with --model) GliZNet; P@k, nDCG@k and documents per second."""
+    flags = dict(threshold=threshold, max_labels=max_labels, weight=weight, neighbours=neighbours)
+
+    def body() -> dict[str, Any]:
+        from .xml0 import Xml0Settings, run_xml0_table
+
+        _check_output_file(json_path, "--json")
+        settings = Xml0Settings.model_validate({k: v for k, v in flags.items() if v is not None})
+        with err.status("xml0", spinner="dots") as status:
+            return run_xml0_table(data, model, settings, seen_classifier, encoder, limit, seed, batch_size,
+                                  on_progress=lambda what: status.update(what))
+
+    result = _guard(body)
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.MARKDOWN, title=f"{result['dataset']}: {result['documents']:,} test documents, "
+                                          f"{result['unseen_labels']:,} unseen labels")
+    columns = {"P@1": "precision@1", "P@3": "precision@3", "P@5": "precision@5", "nDCG@3": "ndcg@3",
+               "nDCG@5": "ndcg@5", "docs/s": "documents_per_second"}
+    table.add_column("system")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in result["rows"]:
+        table.add_row(row["system"], *(f"{row[key]:,.1f}" if column == "docs/s" else f"{row[key]:.3f}"
+                                       for column, key in columns.items()))
+    out.print(table)
+    for note in result["notes"]:
+        err.print(f"note: {note}", soft_wrap=True, markup=False)
+    _write_json(json_path, result)
+
+
+@app.command()
 def version() -> None:
     """Print the installed gliznet version."""
     from importlib.metadata import version as dist_version

@@ -74,8 +74,17 @@ def multilabel_metrics(labels: Sequence[Sequence[str]], targets: Sequence[Sequen
     result["f1_micro_best"] = sweep[best]
     result["roc_auc"] = float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else float("nan")
 
-    precision = {k: [] for k in ks}
-    ndcg = {k: [] for k in ks}
+    result.update(ranking_metrics(targets, scores, ks))
+    return result
+
+
+def ranking_metrics(targets: Sequence[Sequence[float]], scores: Sequence[Sequence[float]],
+                    ks: Sequence[int] = (1, 3)) -> dict[str, float]:
+    """P@k, nDCG@k (binary gains) and MRR of each text's candidates ranked by score, averaged over the texts with
+    at least one positive; tied scores rank negatives first. The one ranking definition: multilabel_metrics and
+    the label-ranking evaluation of large label sets (xml0.py) both report these."""
+    precision: dict[int, list[float]] = {k: [] for k in ks}
+    ndcg: dict[int, list[float]] = {k: [] for k in ks}
     reciprocal = []
     for t, x in zip(targets, scores):
         t, x = np.asarray(t, dtype=float), np.asarray(x, dtype=float)
@@ -88,6 +97,7 @@ def multilabel_metrics(labels: Sequence[Sequence[str]], targets: Sequence[Sequen
         for k in ks:
             precision[k].append(float(ranked[:k].sum() / k))
             ndcg[k].append(float((ranked[:k] * discounts[:k]).sum() / (ideal[:k] * discounts[:k]).sum()))
+    result: dict[str, float] = {}
     for k in ks:
         result[f"precision@{k}"] = float(np.mean(precision[k])) if precision[k] else float("nan")
         result[f"ndcg@{k}"] = float(np.mean(ndcg[k])) if ndcg[k] else float("nan")
