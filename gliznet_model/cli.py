@@ -128,7 +128,7 @@ def train(
     negatives: Optional[str] = typer.Option(None, help="hard (the record's not_labels), random (other records' "
                                                        "labels) or none \\[default: hard]"),
     similarity: Optional[str] = typer.Option(None, help="cosine, dot or bilinear \\[default: cosine]"),
-    pooling: Optional[str] = typer.Option(None, help="Label vector: mean, first, lab or attention \\[default: mean]"),
+    pooling: Optional[str] = typer.Option(None, help="Label vector: segment_mean, mean, first, lab or attention \\[default: segment_mean]"),
     loss: Optional[str] = typer.Option(None, "--loss", help="Losses and weights, e.g. 'bce', 'hybrid' or "
                                                             "'supcon=1,repulsion=0.1,decoupled_bce=1' (the default)"),
     seed: Optional[int] = typer.Option(None, help="Seed of data order, label sampling and init \\[default: 42]"),
