@@ -1,9 +1,10 @@
 """Split seed v2's exported requests into chunk files, one per writer: chunks/chunk-01.jsonl, ...
 
 Each chunk is a run of consecutive request lines, byte for byte as exported, so a chunk is itself
-a valid --requests file for `gliznet-data batch ingest`.
+a valid --requests file for `gliznet-data batch ingest`. The chunks on disk were made in two rounds:
 
-    python data/seed/v2/split_chunks.py            # 8 chunks (80 requests each for 640 requests)
+    python data/seed/v2/split_chunks.py --stop 640 --chunks 8                      # chunk-01 ... 08, 80 each
+    python data/seed/v2/split_chunks.py --start 640 --chunks 3 --first-number 9    # the top-up: 09 ... 11, 20 each
 """
 
 from __future__ import annotations
@@ -18,17 +19,20 @@ HERE = Path(__file__).resolve().parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=8)
+    parser.add_argument("--start", type=int, default=0, help="first request line (0-based) to split")
+    parser.add_argument("--stop", type=int, default=None, help="line after the last one to split")
+    parser.add_argument("--first-number", type=int, default=1, help="number of the first chunk written")
     args = parser.parse_args()
     lines = [line for line in (HERE / "requests.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = lines[args.start:args.stop]
     size = math.ceil(len(lines) / args.chunks)
     folder = HERE / "chunks"
     folder.mkdir(exist_ok=True)
-    for old in folder.glob("chunk-*.jsonl"):
-        old.unlink()
     for number in range(args.chunks):
         part = lines[number * size:(number + 1) * size]
         if part:
-            (folder / f"chunk-{number + 1:02d}.jsonl").write_text("\n".join(part) + "\n", encoding="utf-8")
+            name = f"chunk-{args.first_number + number:02d}.jsonl"
+            (folder / name).write_text("\n".join(part) + "\n", encoding="utf-8")
     print(f"{len(lines)} requests -> {args.chunks} chunks of up to {size} in {folder}")
 
 
