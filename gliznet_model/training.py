@@ -557,4 +557,8 @@ def _train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None,
             served.push_to_hub(config.push_to_hub)
             summary["pushed_to"] = config.push_to_hub
     accelerator.end_training()
+    if accelerator.num_processes > 1 and torch.distributed.is_initialized():
+        # Left to interpreter exit, gloo's teardown has hung a finished worker on a futex (torchrun then never returns).
+        accelerator.wait_for_everyone()
+        torch.distributed.destroy_process_group()
     return summary
