@@ -382,6 +382,10 @@ def _train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None,
     # What is validated is what is saved: the reading length users get, not the (shorter) training one.
     served = tokenizer
     if config.inference_max_length is not None and config.inference_max_length != config.max_length:
+        positions = getattr(model.backbone.config, "max_position_embeddings", None)
+        if positions and config.inference_max_length > positions:  # refused now, not when the trained model loads
+            raise ValueError(f"inference_max_length {config.inference_max_length} exceeds the backbone's "
+                             f"{positions} positions")
         served = copy.copy(tokenizer)
         served.max_length = config.inference_max_length
     sampler = LabelSampler(train_set, LabelSampling(config.negatives, config.max_labels,

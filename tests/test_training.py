@@ -323,3 +323,7 @@ def test_gated_layout_opens_its_gate_and_keeps_it_through_the_merge(backbone, sh
     assert gates[0.5] == pytest.approx(gates[1.0], abs=1e-6)  # not (gate + (-8)) / 2
     assert tokenizer.max_length == 96
     assert json.loads((out / "train_config.json").read_text())["max_length"] == 64
+    with pytest.raises(ValueError, match="inference_max_length 1000 exceeds"):
+        train(config(backbone, shards, tmp_path / "long", max_steps=1, attention_layout="gated",
+                     inference_max_length=1000))
+    assert not (tmp_path / "long" / "model.safetensors").exists()
