@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
@@ -177,11 +178,21 @@ def train(
 
     summary = _guard(body)
     if not summary.get("main_process", True):  # under accelerate launch / torchrun the main process reports
-        return
+        _exit_now()
     best = summary["best"] or {}
     out.print(f"{summary['steps']} steps{' (early stop)' if summary['early_stopped'] else ''}; best step "
               f"{best.get('step')} ({best.get('value', float('nan')):.4f}) saved to {summary['output_dir']}",
               soft_wrap=True)
+    if summary.get("processes", 1) > 1:
+        _exit_now()
+
+
+def _exit_now() -> None:
+    """End a multi-process run without running destructors: everything is written and both processes have met,
+    and gloo's teardown of the DDP model can hang (training.py keeps that model alive for this)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command()

@@ -32,6 +32,7 @@ from .tokenizer import GliZNETTokenizer
 
 STATE_FILE = "trainer_state.json"
 RUN_CONFIG_FILE = "train_config.json"
+_KEPT_UNTIL_EXIT: list[Any] = []  # multi-process runs' DDP models, whose destructor can hang (see the end of _train)
 # Settings a resumed run may change: they do not alter what was already trained or how it was scored.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "patience", "log_every", "keep_checkpoints", "resume", "push_to_hub",
                      "output_dir"}
@@ -560,9 +561,11 @@ def _train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None,
             best.push_to_hub(config.push_to_hub)
             served.push_to_hub(config.push_to_hub)
             summary["pushed_to"] = config.push_to_hub
-    accelerator.end_training()
-    if accelerator.num_processes > 1 and torch.distributed.is_initialized():
-        # Left to interpreter exit, gloo's teardown has hung a finished worker on a futex (torchrun then never returns).
+    if accelerator.num_processes > 1:
+        # Freeing the DDP wrapper's reducer destroys its gloo group, and that destructor has hung joining a gloo
+        # thread (seen with both processes alive, and after the peer exited): torchrun then never returns. Keep
+        # it alive; the CLI ends a multi-process run with os._exit once both processes are here.
+        _KEPT_UNTIL_EXIT.append(model)
         accelerator.wait_for_everyone()
-        torch.distributed.destroy_process_group()
+    accelerator.end_training()
     return summary
