@@ -48,8 +48,8 @@ def test_two_processes_finish_with_the_single_process_schedule(tmp_path):
             raise
         return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
-    # A finished worker once hung in gloo's teardown at exit (training now destroys the process group itself);
-    # one relaunch tells a rare stall apart from a run that never ends, which times out twice.
+    # A finished worker used to hang in gloo's teardown (the DDP reducer's destructor; the CLI now skips it with
+    # os._exit); one relaunch tells a rare stall apart from a run that never ends, which times out twice.
     run = "ddp"
     try:
         ddp = launch(run)
