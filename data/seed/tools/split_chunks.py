@@ -1,10 +1,11 @@
-"""Split seed v2's exported requests into chunk files, one per writer: chunks/chunk-01.jsonl, ...
+"""Split a round's exported requests into chunk files, one per writer: data/seed/vN/chunks/chunk-01.jsonl, ...
 
 Each chunk is a run of consecutive request lines, byte for byte as exported, so a chunk is itself
-a valid --requests file for `gliznet-data batch ingest`. The chunks on disk were made in two rounds:
+a valid --requests file for `gliznet-data batch ingest`. The chunks on disk were made by:
 
-    python data/seed/v2/split_chunks.py --stop 640 --chunks 8                      # chunk-01 ... 08, 80 each
-    python data/seed/v2/split_chunks.py --start 640 --chunks 3 --first-number 9    # the top-up: 09 ... 11, 20 each
+    python data/seed/tools/split_chunks.py --round v2 --stop 640 --chunks 8                    # v2 chunk-01 ... 08, 80 each
+    python data/seed/tools/split_chunks.py --round v2 --start 640 --chunks 3 --first-number 9  # v2's top-up: 09 ... 11
+    python data/seed/tools/split_chunks.py --round v3 --chunks 5                               # v3 chunk-01 ... 05, 20 each
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import math
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from rounds import Round, add_round_argument
 
 
 def main() -> None:
@@ -22,11 +23,13 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=0, help="first request line (0-based) to split")
     parser.add_argument("--stop", type=int, default=None, help="line after the last one to split")
     parser.add_argument("--first-number", type=int, default=1, help="number of the first chunk written")
+    add_round_argument(parser)
     args = parser.parse_args()
-    lines = [line for line in (HERE / "requests.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    here = Round(args.round_name)
+    lines = [line for line in here.requests.read_text(encoding="utf-8").splitlines() if line.strip()]
     lines = lines[args.start:args.stop]
     size = math.ceil(len(lines) / args.chunks)
-    folder = HERE / "chunks"
+    folder = here.chunks
     folder.mkdir(exist_ok=True)
     for number in range(args.chunks):
         part = lines[number * size:(number + 1) * size]

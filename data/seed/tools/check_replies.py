@@ -1,4 +1,4 @@
-"""Check hand-written replies for seed set v2 before they are assembled and ingested.
+"""Check the hand-written replies of a seed round (v2, v3) before they are assembled and ingested.
 
 A replies file holds one JSON object per line, one per request of its chunk (see WRITERS.md):
 
@@ -11,12 +11,14 @@ cross-role bundle rule), so a reply that passes here loses nothing at ingest. On
 checks what the seed set's tests check (no near-duplicate texts, no 8-word run shared with BBC
 News) and what the request asked (5 texts, the pool, label counts, target lengths).
 
-    python data/seed/v2/check_replies.py data/seed/v2/replies/chunk-03.jsonl
-    python data/seed/v2/check_replies.py data/seed/v2/replies/chunk-03.jsonl --quick   # skip the BBC check
+    python data/seed/tools/check_replies.py data/seed/v3/replies/chunk-03.jsonl
+    python data/seed/tools/check_replies.py data/seed/v3/replies/chunk-03.jsonl --quick   # skip the BBC check
+    python data/seed/tools/check_replies.py --round v2                                    # every v2 replies file
 
 Problems (exit status 1) make ingest reject or drop something; warnings are departures from
-the request that ingest would accept. Replies in the other files of the folder, and the v1 seed
-set, are read as context for duplicates; only the named file's problems are reported.
+the request that ingest would accept. The v1 seed set, the replies of the other rounds and the
+other files of the round are read as context for duplicates; only the named file's problems are
+reported. A replies file names its round by its folder (data/seed/vN/replies/).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, NamedTuple
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rounds import ROOT, ROUNDS, SEED, Round, add_round_argument  # noqa: E402
+
 sys.path.insert(0, str(ROOT))
 
 from pydantic import ValidationError  # noqa: E402
@@ -41,10 +44,6 @@ from gliznet_data.generate import GenerateConfig, Plan  # noqa: E402
 from gliznet_data.records import Example, cross_role_violations, normalize_label, validate_reply, word_count  # noqa: E402
 from gliznet_data.replies import parse_reply  # noqa: E402
 
-CONFIG = ROOT / "pipelines" / "seed-v2.yaml"
-REQUESTS = HERE / "requests.jsonl"
-CHUNKS = HERE / "chunks"
-REPLIES = HERE / "replies"
 NEAR_DUPLICATE = 0.5  # Jaccard similarity of word 3-grams above which two texts are too alike
 TARGET_SLACK = 0.25  # a text this far from its target word count earns a warning
 
@@ -55,9 +54,9 @@ class Reply(NamedTuple):
     data: dict[str, Any]
 
 
-def load_plan() -> tuple[Plan, dict[str, dict[str, Any]]]:
-    requests = read_requests(REQUESTS)
-    return plan_for(build(GenerateConfig, CONFIG, "generate", {}), requests, REQUESTS), requests
+def load_plan(round_: Round) -> tuple[Plan, dict[str, dict[str, Any]]]:
+    requests = read_requests(round_.requests)
+    return plan_for(build(GenerateConfig, round_.config, "generate", {}), requests, round_.requests), requests
 
 
 def read_replies(path: Path) -> tuple[list[Reply], list[str]]:
@@ -180,18 +179,33 @@ def check_reply(plan: Plan, request: dict[str, Any], reply: Reply, known_ids: se
 def seed_v1_texts() -> list[tuple[str, str]]:
     import polars as pl
 
-    df = pl.read_parquet(HERE.parent / "shard-*.parquet", columns=["id", "text"])
+    df = pl.read_parquet(SEED / "shard-*.parquet", columns=["id", "text"])
     return list(zip(df["id"], df["text"]))
 
 
-def run_checks(target: Path | None, quick: bool = False, verbose: bool = True, replies_dir: Path = REPLIES) -> int:
-    """Check ``target`` (or every replies file when None) with all replies as context; returns problem count.
+def other_rounds_texts(round_: Round) -> list[tuple[str, str]]:
+    """(where, text) of every reply written for the other rounds."""
+    texts = []
+    for name in ROUNDS:
+        if name == round_.name:
+            continue
+        for path in sorted(Round(name).replies.glob("*.jsonl")):
+            for reply in read_replies(path)[0]:
+                for position, item in enumerate(reply.data["examples"]):
+                    if isinstance(item, dict) and isinstance(item.get("text"), str):
+                        texts.append((f"{name}/{path.name}:{reply.line} example {position}", item["text"]))
+    return texts
+
+
+def run_checks(round_: Round, target: Path | None, quick: bool = False, verbose: bool = True) -> int:
+    """Check ``target`` (or every replies file of the round when None) with all replies as context; returns the
+    problem count.
 
     Files are read in name order, so a text too close to one of an earlier file is reported against
     the later file's writer.
     """
-    plan, requests = load_plan()
-    files = sorted(replies_dir.glob("*.jsonl"))
+    plan, requests = load_plan(round_)
+    files = sorted(round_.replies.glob("*.jsonl"))
     if target is not None and target.resolve() not in [f.resolve() for f in files]:
         files.append(target)
     report = (lambda f: target is None or f.resolve() == target.resolve())
@@ -200,6 +214,8 @@ def run_checks(target: Path | None, quick: bool = False, verbose: bool = True, r
     for record_id, text in seed_v1_texts():
         known_ids.add(record_id)
         near.add(text, "seed v1")
+    for where, text in other_rounds_texts(round_):
+        near.add(text, where)
     bbc = set() if quick else bbc_shingles()
     problems = warnings = 0
     answered: dict[str, str] = {}
@@ -207,7 +223,7 @@ def run_checks(target: Path | None, quick: bool = False, verbose: bool = True, r
     for path in files:
         mine = report(path)
         replies, broken = read_replies(path)
-        chunk = CHUNKS / path.name
+        chunk = round_.chunks / path.name
         chunk_ids = set(read_requests(chunk)) if chunk.exists() else None
         if mine:
             for line in broken:
@@ -261,10 +277,16 @@ def main() -> None:
     parser.add_argument("replies", type=Path, nargs="?", help="replies file to report on (default: all of replies/)")
     parser.add_argument("--quick", action="store_true", help="skip the BBC News overlap check (a few seconds)")
     parser.add_argument("--no-warnings", action="store_true", help="print problems only")
+    add_round_argument(parser)
     args = parser.parse_args()
     if args.replies is not None and not args.replies.exists():
         parser.error(f"{args.replies} does not exist")
-    sys.exit(1 if run_checks(args.replies, args.quick, not args.no_warnings) else 0)
+    name = args.round_name
+    if args.replies is not None:  # a replies file belongs to the round of its folder
+        name = args.replies.resolve().parent.parent.name
+        if name not in ROUNDS:
+            parser.error(f"{args.replies} is not in a round's replies folder (data/seed/vN/replies/)")
+    sys.exit(1 if run_checks(Round(name), args.replies, args.quick, not args.no_warnings) else 0)
 
 
 if __name__ == "__main__":
