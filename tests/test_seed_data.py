@@ -109,7 +109,7 @@ def test_shards_are_what_ingesting_the_results_gives(seed, tmp_path):
     assert set(again["request_mode"]) == {"single"} and again["label_granularity"].null_count() == again.height
 
 
-# Seed set v2: the exported requests that writers answer by hand (data/seed/v2/WRITERS.md).
+# Seed set v2: the exported requests that writers answer by hand (data/seed/WRITERS.md).
 V2 = SEED / "v2"
 
 
@@ -123,17 +123,23 @@ def v2_plan():
     return plan_for(config, requests, V2 / "requests.jsonl"), requests
 
 
-def test_v2_requests_still_render_as_exported(v2_plan):
+@pytest.mark.parametrize("name, chunk_count", [("v2", 11), ("v3", 5)])
+def test_round_requests_still_render_as_exported(name, chunk_count):
     """Changing a template changes the prompt version: archive the old one (prompts/archive/) or the
     writers' replies to these requests can no longer be ingested."""
-    from gliznet_data.batch import parse_custom_id
+    from gliznet_data.batch import parse_custom_id, plan_for, read_requests
+    from gliznet_data.config import build
 
-    plan, requests = v2_plan
+    folder = SEED / name
+    requests = read_requests(folder / "requests.jsonl")
+    config = build(GenerateConfig, SEED.parent.parent / "pipelines" / f"seed-{name}.yaml", "generate", {})
+    plan = plan_for(config, requests, folder / "requests.jsonl")
     for request in list(requests.values())[::37]:
         assert plan.request(parse_custom_id(request["custom_id"])["index"])[1] == request["body"]["messages"]
-    chunks = sorted((V2 / "chunks").glob("chunk-*.jsonl"))
-    assert len(chunks) == 11  # eight of 80 for the first 640 requests, three of 20 for the top-up
-    assert "".join(c.read_text() for c in chunks) == (V2 / "requests.jsonl").read_text()
+    chunks = sorted((folder / "chunks").glob("chunk-*.jsonl"))
+    # v2: eight of 80 for the first 640 requests, three of 20 for the top-up; v3: five of 20
+    assert len(chunks) == chunk_count
+    assert "".join(c.read_text() for c in chunks) == (folder / "requests.jsonl").read_text()
 
 
 def test_v2_recipe_asks_for_what_issue_10_needs(v2_plan):
@@ -154,7 +160,7 @@ def test_v2_recipe_asks_for_what_issue_10_needs(v2_plan):
 def _checker():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("check_replies", V2 / "check_replies.py")
+    spec = importlib.util.spec_from_file_location("check_replies", SEED / "tools" / "check_replies.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
