@@ -210,6 +210,31 @@ def epoch_order(size: int, epoch: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size)
 
 
+def length_grouped_order(order: np.ndarray, lengths: np.ndarray, batch_size: int, seed: int, epoch: int,
+                         group: int = 50) -> np.ndarray:
+    """``order`` re-cut so that every batch holds examples of similar length (transformers' group_by_length).
+
+    Rows are padded to the longest of their batch, and a few long texts in a batch of short ones make most of its
+    tokens padding. Every run of ``group`` batches of the epoch order is sorted by length and cut into batches,
+    and the batches are shuffled, so the long ones do not all come first; the one short batch stays last, where a
+    plain order has it. A pure function of its inputs, so resumed runs see the same batches."""
+    order = np.asarray(order)
+    mega = batch_size * group
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = order[start:start + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    last = [batches.pop()] if batches and len(batches[-1]) < batch_size else []
+    shuffled = [batches[i] for i in np.random.default_rng([seed, epoch, 1]).permutation(len(batches))]
+    return np.concatenate(shuffled + last) if batches or last else order
+
+
+def example_length(example: Example) -> int:
+    """Characters of the text and of every label: a tokenizer-free proxy of the row's length."""
+    return len(example.text) + sum(len(label) + 2 for label in (*example.labels, *example.not_labels))
+
+
 SPLIT_FILE = "data_split.json"
 
 

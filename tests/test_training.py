@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from gliznet_model import GliZNetForSequenceClassification
 from gliznet_model.cli import app
-from gliznet_model.data import DataError, LabelSampler, LabelSampling, load_splits
+from gliznet_model.data import (DataError, LabelSampler, LabelSampling, epoch_order, length_grouped_order,
+                                load_splits)
 from gliznet_model.training import TrainConfig, train
 from tests.model_helpers import write_tiny_backbone
 
@@ -327,3 +328,25 @@ def test_gated_layout_opens_its_gate_and_keeps_it_through_the_merge(backbone, sh
         train(config(backbone, shards, tmp_path / "long", max_steps=1, attention_layout="gated",
                      inference_max_length=1000))
     assert not (tmp_path / "long" / "model.safetensors").exists()
+
+
+def test_length_grouped_batches_hold_the_same_examples_with_less_padding():
+    import numpy as np
+
+    lengths = np.random.default_rng(0).integers(10, 500, size=1000)
+    order = epoch_order(1000, 0, 7)
+    grouped = length_grouped_order(order, lengths, 16, 7, 0, group=10)
+    assert sorted(grouped.tolist()) == list(range(1000))
+    assert np.array_equal(grouped, length_grouped_order(order, lengths, 16, 7, 0, group=10))  # resumable
+    assert not np.array_equal(grouped, length_grouped_order(order, lengths, 16, 7, 1, group=10))
+
+    def padded_tokens(o):
+        return sum(int(lengths[o[i:i + 16]].max()) * len(o[i:i + 16]) for i in range(0, len(o), 16))
+
+    assert padded_tokens(grouped) < 0.7 * padded_tokens(order)
+    # Every full batch comes from one run of 10 batches of the plain order; the short one (1000 = 62 * 16 + 8),
+    # the 8 shortest of the last run, stays last so no window of 16 straddles two batches.
+    run_of = {int(index): position // 160 for position, index in enumerate(order)}
+    assert all(len({run_of[int(i)] for i in grouped[start:start + 16]}) == 1 for start in range(0, 992, 16))
+    tail = sorted(order[960:].tolist(), key=lambda i: -lengths[i])[32:]
+    assert sorted(grouped[-8:].tolist()) == sorted(tail)
