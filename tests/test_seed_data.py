@@ -157,6 +157,21 @@ def test_v2_recipe_asks_for_what_issue_10_needs(v2_plan):
     assert broad_counts("specific", 3, True) == 1
 
 
+def test_v3_recipe_leans_to_broad_topic_classes_and_long_texts():
+    """v3 exists to add plain class names of whole taxonomies (and longer texts): its config must keep asking."""
+    from gliznet_data.batch import plan_for, read_requests
+    from gliznet_data.config import build
+
+    requests = read_requests(SEED / "v3" / "requests.jsonl")
+    config = build(GenerateConfig, SEED.parent.parent / "pipelines" / "seed-v3.yaml", "generate", {})
+    plan = plan_for(config, requests, SEED / "v3" / "requests.jsonl")
+    draws = [plan.sampler.draw(i) for i in range(len(requests))]
+    assert len(draws) == 100 and all(d.request_mode == "bundle" for d in draws)
+    assert sum(d.label_granularity == "broad" for d in draws) >= 50
+    assert sum(d.task_type == "topic classification" for d in draws) >= 50
+    assert sum(d.length_bucket in ("long", "document") for d in draws) >= 35
+
+
 def _checker():
     import importlib.util
 
