@@ -484,7 +484,7 @@ def _train(config: TrainConfig, on_step: Callable[[StepInfo], None] | None,
 
     in_batch = config.in_batch_negatives if "in_batch" in parse_negatives(config.negatives) else 0
     collate = _Collator(tokenizer, in_batch, config.max_labels)
-    lengths = np.array([example_length(example) for example in train_set])
+    lengths = np.array([example_length(example) for example in train_set]) if config.group_by_length else None
 
     def _loop() -> bool:
         """The epochs; True when early stopping ended them."""

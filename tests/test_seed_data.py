@@ -109,31 +109,31 @@ def test_shards_are_what_ingesting_the_results_gives(seed, tmp_path):
     assert set(again["request_mode"]) == {"single"} and again["label_granularity"].null_count() == again.height
 
 
-# Seed set v2: the exported requests that writers answer by hand (data/seed/WRITERS.md).
-V2 = SEED / "v2"
+# Seed rounds v2 and v3: the exported requests that writers answer by hand (data/seed/WRITERS.md).
+def round_plan(name: str):
+    """(plan, requests) of round ``name``: data/seed/<name>/requests.jsonl made by pipelines/seed-<name>.yaml."""
+    from gliznet_data.batch import plan_for, read_requests
+    from gliznet_data.config import build
+
+    path = SEED / name / "requests.jsonl"
+    requests = read_requests(path)
+    config = build(GenerateConfig, SEED.parent.parent / "pipelines" / f"seed-{name}.yaml", "generate", {})
+    return plan_for(config, requests, path), requests
 
 
 @pytest.fixture(scope="module")
 def v2_plan():
-    from gliznet_data.batch import plan_for, read_requests
-    from gliznet_data.config import build
-
-    requests = read_requests(V2 / "requests.jsonl")
-    config = build(GenerateConfig, SEED.parent.parent / "pipelines" / "seed-v2.yaml", "generate", {})
-    return plan_for(config, requests, V2 / "requests.jsonl"), requests
+    return round_plan("v2")
 
 
 @pytest.mark.parametrize("name, chunk_count", [("v2", 11), ("v3", 5)])
 def test_round_requests_still_render_as_exported(name, chunk_count):
     """Changing a template changes the prompt version: archive the old one (prompts/archive/) or the
     writers' replies to these requests can no longer be ingested."""
-    from gliznet_data.batch import parse_custom_id, plan_for, read_requests
-    from gliznet_data.config import build
+    from gliznet_data.batch import parse_custom_id
 
     folder = SEED / name
-    requests = read_requests(folder / "requests.jsonl")
-    config = build(GenerateConfig, SEED.parent.parent / "pipelines" / f"seed-{name}.yaml", "generate", {})
-    plan = plan_for(config, requests, folder / "requests.jsonl")
+    plan, requests = round_plan(name)
     for request in list(requests.values())[::37]:
         assert plan.request(parse_custom_id(request["custom_id"])["index"])[1] == request["body"]["messages"]
     chunks = sorted((folder / "chunks").glob("chunk-*.jsonl"))
@@ -159,12 +159,7 @@ def test_v2_recipe_asks_for_what_issue_10_needs(v2_plan):
 
 def test_v3_recipe_leans_to_broad_topic_classes_and_long_texts():
     """v3 exists to add plain class names of whole taxonomies (and longer texts): its config must keep asking."""
-    from gliznet_data.batch import plan_for, read_requests
-    from gliznet_data.config import build
-
-    requests = read_requests(SEED / "v3" / "requests.jsonl")
-    config = build(GenerateConfig, SEED.parent.parent / "pipelines" / "seed-v3.yaml", "generate", {})
-    plan = plan_for(config, requests, SEED / "v3" / "requests.jsonl")
+    plan, requests = round_plan("v3")
     draws = [plan.sampler.draw(i) for i in range(len(requests))]
     assert len(draws) == 100 and all(d.request_mode == "bundle" for d in draws)
     assert sum(d.label_granularity == "broad" for d in draws) >= 50

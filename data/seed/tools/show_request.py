@@ -22,6 +22,8 @@ def main() -> None:
     add_round_argument(parser)
     args = parser.parse_args()
     path = Round(args.round_name).chunks / f"{args.chunk.removesuffix('.jsonl')}.jsonl"
+    if not path.exists():
+        parser.error(f"round {args.round_name} has no {path.name} (see {path.parent})")
     requests = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if args.system:
         print(requests[0]["body"]["messages"][0]["content"])
