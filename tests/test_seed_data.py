@@ -109,7 +109,7 @@ def test_shards_are_what_ingesting_the_results_gives(seed, tmp_path):
     assert set(again["request_mode"]) == {"single"} and again["label_granularity"].null_count() == again.height
 
 
-# Seed rounds v2 to v5: the exported requests that writers answer by hand (data/seed/WRITERS.md).
+# Seed rounds v2, v3 and v4: the exported requests that writers answer by hand (data/seed/WRITERS.md).
 def round_plan(name: str):
     """(plan, requests) of round ``name``: data/seed/<name>/requests.jsonl made by pipelines/seed-<name>.yaml."""
     from gliznet_data.batch import plan_for, read_requests
@@ -126,7 +126,7 @@ def v2_plan():
     return round_plan("v2")
 
 
-@pytest.mark.parametrize("name, chunk_count", [("v2", 11), ("v3", 5), ("v4", 5), ("v5", 4)])
+@pytest.mark.parametrize("name, chunk_count", [("v2", 11), ("v3", 5), ("v4", 5)])
 def test_round_requests_still_render_as_exported(name, chunk_count):
     """Changing a template changes the prompt version: archive the old one (prompts/archive/) or the
     writers' replies to these requests can no longer be ingested."""
@@ -137,7 +137,7 @@ def test_round_requests_still_render_as_exported(name, chunk_count):
     for request in list(requests.values())[::37]:
         assert plan.request(parse_custom_id(request["custom_id"])["index"])[1] == request["body"]["messages"]
     chunks = sorted((folder / "chunks").glob("chunk-*.jsonl"))
-    # v2: eight of 80 for the first 640 requests, three of 20 for the top-up; v3 and v4: five of 20; v5: four of 15
+    # v2: eight of 80 for the first 640 requests, three of 20 for the top-up; v3 and v4: five of 20
     assert len(chunks) == chunk_count
     assert "".join(c.read_text() for c in chunks) == (folder / "requests.jsonl").read_text()
 
@@ -177,17 +177,6 @@ def test_v4_recipe_leans_to_opinionated_single_verdict_texts():
     assert sum(d.genre in ("product review", "forum post", "tweet", "social media comment", "blog post")
                for d in draws) >= 60
     assert sum(d.domain in ("healthcare", "pharmaceuticals", "mental health") for d in draws) >= 10
-
-
-def test_v5_recipe_asks_for_the_least_covered_domains_own_class_names():
-    """v5 exists for the broad names of the domains v1-v4 covered least: topic bundles in those domains only."""
-    plan, requests = round_plan("v5")
-    draws = [plan.sampler.draw(i) for i in range(len(requests))]
-    values = [plan.prompts.values(d, plan.config.examples_per_request) for d in draws]
-    assert len(draws) == 60 and all(d.task_type == "topic classification" for d in draws)
-    assert len({d.domain for d in draws}) == 10 and "finance" not in {d.domain for d in draws}
-    assert sum(d.label_granularity == "broad" for d in draws) >= 40
-    assert all(v["broad_pool"] or v["broad_labels"] for v in values)
 
 
 def _checker():

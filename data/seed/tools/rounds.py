@@ -12,7 +12,7 @@ from pathlib import Path
 
 SEED = Path(__file__).resolve().parent.parent
 ROOT = SEED.parent.parent
-ROUNDS = ("v2", "v3", "v4", "v5")
+ROUNDS = ("v2", "v3", "v4")
 
 
 @dataclass(frozen=True)

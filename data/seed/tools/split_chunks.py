@@ -7,7 +7,6 @@ a valid --requests file for `gliznet-data batch ingest`. The chunks on disk were
     python data/seed/tools/split_chunks.py --round v2 --start 640 --chunks 3 --first-number 9  # v2's top-up: 09 ... 11
     python data/seed/tools/split_chunks.py --round v3 --chunks 5                               # v3 chunk-01 ... 05, 20 each
     python data/seed/tools/split_chunks.py --round v4 --chunks 5                               # v4 chunk-01 ... 05, 20 each
-    python data/seed/tools/split_chunks.py --round v5 --chunks 4                               # v5 chunk-01 ... 04, 15 each
 """
 
 from __future__ import annotations
