@@ -67,6 +67,19 @@ def test_the_dev_set_loads_one_set_per_task():
     assert all(len(s.class_names) >= 2 and len(set(s.gold)) == len(s.class_names) for s in sets)
 
 
+def test_the_dev_set_is_balanced_unique_and_never_names_a_drug_reviews_condition():
+    from collections import Counter
+
+    sets = load_benchmark("dev")
+    texts = [t for s in sets for t in s.texts]
+    assert len(texts) == len(set(texts))
+    for s in sets:  # every class equally often: macro F1 and accuracy then weigh classes alike
+        assert len(set(Counter(s.gold).values())) == 1, s.name
+    [condition] = [s for s in sets if s.name == "dev/drug_review_condition"]
+    for text, gold in zip(condition.texts, condition.gold):
+        assert condition.class_names[gold] not in text.lower(), text
+
+
 def test_single_label_metrics_by_hand():
     scores = [[0.9, 0.1, 0.0], [0.1, 0.2, 0.7], [0.0, 0.1, 0.9], [0.2, 0.5, 0.3]]
     m = single_label_metrics([0, 1, 2, 1], scores, 3)

@@ -98,6 +98,14 @@ def test_free_of_bbc_news_texts(whole):
         assert not (_shingles(text, 8) & bbc), text
 
 
+def test_free_of_dev_set_texts(whole):
+    """Recipes are chosen on the hand-written dev set: no seed text shares an 8-word run with any of its texts."""
+    rows = [json.loads(line) for line in (SEED.parent / "dev" / "broad_classes.jsonl").open(encoding="utf-8")]
+    dev = set().union(*(_shingles(r["text"], 8) for r in rows))
+    for text in whole["text"]:
+        assert not (_shingles(text, 8) & dev), text
+
+
 def test_shards_are_what_ingesting_the_results_gives(seed, tmp_path):
     manifest = ingest(GenerateConfig(output=tmp_path), SEED / "results.jsonl", SEED / "requests.jsonl",
                       provider="handwritten-llm", model="claude (Anthropic)")
