@@ -94,16 +94,19 @@ def test_free_of_bbc_news_texts(whole):
     for path in root.glob("*/*.txt"):
         bbc |= _shingles(path.read_text(encoding="latin-1"), 8)
     assert len(bbc) > 100_000
-    for text in whole["text"]:
-        assert not (_shingles(text, 8) & bbc), text
+    _assert_no_shared_8_word_run(whole, bbc)
 
 
 def test_free_of_dev_set_texts(whole):
     """Recipes are chosen on the hand-written dev set: no seed text shares an 8-word run with any of its texts."""
-    rows = [json.loads(line) for line in (SEED.parent / "dev" / "broad_classes.jsonl").open(encoding="utf-8")]
-    dev = set().union(*(_shingles(r["text"], 8) for r in rows))
+    from gliznet_model.benchmarks import load_benchmark
+
+    _assert_no_shared_8_word_run(whole, set().union(*(_shingles(t, 8) for s in load_benchmark("dev") for t in s.texts)))
+
+
+def _assert_no_shared_8_word_run(whole, runs):
     for text in whole["text"]:
-        assert not (_shingles(text, 8) & dev), text
+        assert not (_shingles(text, 8) & runs), text
 
 
 def test_shards_are_what_ingesting_the_results_gives(seed, tmp_path):
